@@ -1,0 +1,27 @@
+"""mdllm-kit: learn a protein's molecular dynamics with a language model.
+
+The public API is flat, in the style of mdtraj::
+
+    import mdllm_kit as mk
+    traj = mk.load_trajectory("run.xtc", top="protein.pdb")
+    refs = mk.datasets.adk_references()
+
+Importing the package has no side effects: heavy optional parts (OpenMM,
+notebook widgets) are imported only when used.
+"""
+from __future__ import annotations
+
+from . import datasets
+from .errors import DatasetError, MdllmError, TrajectoryError
+from .loading import load_trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DatasetError",
+    "MdllmError",
+    "TrajectoryError",
+    "__version__",
+    "datasets",
+    "load_trajectory",
+]

@@ -1,0 +1,86 @@
+"""RMSD of trajectory frames to reference structures with different atom sets."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import mdtraj as md
+import numpy as np
+
+from ..errors import TrajectoryError
+
+__all__ = ["matched_atom_indices", "rmsd_to_references"]
+
+
+def matched_atom_indices(
+    top_a: md.Topology, top_b: md.Topology, atom_names: Sequence[str] = ("CA",)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the atoms shared by two topologies of the same protein.
+
+    Atoms are matched by residue position (index in the chain order) and atom
+    name, so a Calpha-only trajectory can be compared with an all-atom
+    crystal structure.
+
+    Parameters
+    ----------
+    top_a, top_b : mdtraj.Topology
+        Topologies with the same number of residues in the same order.
+    atom_names : sequence of str
+        Atom names to match, e.g. ``("CA",)`` or ``("N", "CA", "C", "O")``.
+
+    Returns
+    -------
+    idx_a, idx_b : numpy.ndarray of int, shape (n_matched,)
+        Paired atom indices into ``top_a`` and ``top_b``.
+    """
+    if top_a.n_residues != top_b.n_residues:
+        raise TrajectoryError(
+            f"cannot compare structures with {top_a.n_residues} and {top_b.n_residues} residues; "
+            "RMSD needs two structures of the same protein (same residues in the same order): "
+            "slice both to the common residues first (traj.atom_slice)"
+        )
+    wanted = set(atom_names)
+    idx_a, idx_b = [], []
+    for res_a, res_b in zip(top_a.residues, top_b.residues):
+        atoms_b = {atom.name: atom.index for atom in res_b.atoms if atom.name in wanted}
+        for atom in res_a.atoms:
+            if atom.name in atoms_b:
+                idx_a.append(atom.index)
+                idx_b.append(atoms_b[atom.name])
+    if not idx_a:
+        raise TrajectoryError(
+            f"the two structures share no atoms named {', '.join(sorted(wanted))}; "
+            "check the atom names of both topologies"
+        )
+    return np.asarray(idx_a, dtype=int), np.asarray(idx_b, dtype=int)
+
+
+def rmsd_to_references(
+    traj: md.Trajectory,
+    references: Mapping[str, md.Trajectory],
+    atom_names: Sequence[str] = ("CA",),
+) -> dict[str, np.ndarray]:
+    """RMSD of every frame to each named reference after optimal superposition.
+
+    Parameters
+    ----------
+    traj : mdtraj.Trajectory
+        Frames to measure, shape ``(n_frames, n_atoms, 3)`` in nm.
+    references : mapping of str to mdtraj.Trajectory
+        Named reference structures of the same protein; the first frame of
+        each is used. They may hold other atoms than ``traj`` (e.g.
+        all-atom crystal structures against a Calpha trace).
+    atom_names : sequence of str
+        Atoms used for superposition and RMSD (default Calpha).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, shape (n_frames,)
+        RMSD in nm per reference name.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, ref in references.items():
+        idx_t, idx_r = matched_atom_indices(traj.topology, ref.topology, atom_names)
+        target = md.Trajectory(ref.xyz[:1, idx_r], ref.topology.subset(idx_r))
+        moving = md.Trajectory(traj.xyz[:, idx_t], traj.topology.subset(idx_t))
+        out[name] = md.rmsd(moving, target, 0).astype(np.float64)
+    return out

@@ -1,0 +1,89 @@
+"""plotly figures of RMSD to reference structures."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = ["rmsd_pair_map", "rmsd_timeline"]
+
+NM_TO_A = 10.0
+
+
+def rmsd_timeline(
+    rmsd_nm: Mapping[str, np.ndarray], time_ps: np.ndarray | None = None, title: str = "RMSD to references"
+) -> go.Figure:
+    """Line plot of RMSD to each reference over time.
+
+    Parameters
+    ----------
+    rmsd_nm : mapping of str to numpy.ndarray, shape (n_frames,)
+        RMSD per reference in nm (as from :func:`mdllm_kit.analysis.rmsd_to_references`).
+    time_ps : numpy.ndarray, shape (n_frames,), optional
+        Time of each frame in ps; frame index when omitted.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        RMSD in Angstrom against time in ns (or frame index).
+    """
+    n_frames = len(next(iter(rmsd_nm.values())))
+    if time_ps is None:
+        x, xlabel = np.arange(n_frames), "frame"
+    else:
+        x, xlabel = np.asarray(time_ps) / 1000.0, "time (ns)"
+    fig = go.Figure()
+    for name, values in rmsd_nm.items():
+        fig.add_trace(go.Scattergl(x=x, y=np.asarray(values) * NM_TO_A, mode="lines", name=name))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title="Calpha RMSD (A)", template="plotly_white")
+    return fig
+
+
+def rmsd_pair_map(
+    ensembles: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    axis_names: tuple[str, str] = ("closed", "open"),
+    markers: Mapping[str, tuple[float, float]] | None = None,
+    title: str = "Ensembles in RMSD space",
+) -> go.Figure:
+    """Scatter of ensembles on two RMSD coordinates (e.g. to closed and open).
+
+    Parameters
+    ----------
+    ensembles : mapping of str to (numpy.ndarray, numpy.ndarray)
+        Per ensemble name, RMSD (nm) to the first and second reference, each
+        of shape (n_frames,).
+    axis_names : (str, str)
+        Names of the two references, used for the axis labels.
+    markers : mapping of str to (float, float), optional
+        Labelled points (nm), e.g. the reference structures themselves.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Axes in Angstrom.
+    """
+    fig = go.Figure()
+    for name, (a, b) in ensembles.items():
+        fig.add_trace(
+            go.Scattergl(
+                x=np.asarray(a) * NM_TO_A, y=np.asarray(b) * NM_TO_A, mode="markers",
+                marker={"size": 3, "opacity": 0.5}, name=name,
+            )
+        )
+    for label, (a, b) in (markers or {}).items():
+        fig.add_trace(
+            go.Scatter(
+                x=[a * NM_TO_A], y=[b * NM_TO_A], mode="markers+text", text=[label], textposition="top center",
+                marker={"size": 14, "symbol": "star", "line": {"width": 1, "color": "black"}}, name=label,
+            )
+        )
+    fig.update_layout(
+        title=title, template="plotly_white",
+        xaxis_title=f"Calpha RMSD to {axis_names[0]} (A)", yaxis_title=f"Calpha RMSD to {axis_names[1]} (A)",
+    )
+    return fig

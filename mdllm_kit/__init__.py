@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import datasets
 from .errors import DatasetError, MdllmError, TrajectoryError
-from .loading import load_trajectory
+from .loading import check_backbone, find_chain_breaks, load_trajectory
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,8 @@ __all__ = [
     "MdllmError",
     "TrajectoryError",
     "__version__",
+    "check_backbone",
     "datasets",
+    "find_chain_breaks",
     "load_trajectory",
 ]

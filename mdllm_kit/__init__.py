@@ -12,18 +12,23 @@ notebook widgets) are imported only when used.
 from __future__ import annotations
 
 from . import datasets
-from .errors import DatasetError, MdllmError, TrajectoryError
+from .errors import DatasetError, MdllmError, TokenizerError, TrajectoryError
 from .loading import check_backbone, find_chain_breaks, load_trajectory
+from .tokenizer import StructureTokenizer, TokenizerConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DatasetError",
     "MdllmError",
+    "TokenizerError",
     "TrajectoryError",
     "__version__",
     "check_backbone",
     "datasets",
     "find_chain_breaks",
     "load_trajectory",
+    # structure tokenizer (mdllm_kit.tokenizer)
+    "StructureTokenizer",
+    "TokenizerConfig",
 ]

@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_datasets_export)
     data.set_defaults(func=lambda _args: (data.print_help(), 2)[1])
 
+    from .tokenizer.cli import add_tokenizer_commands
+
+    tokenizer = sub.add_parser("tokenizer", help="fit and evaluate structure tokenizers",
+                               description="Fit a structure tokenizer on a trajectory, or measure how "
+                                           "faithfully a saved one reconstructs another trajectory.")
+    add_tokenizer_commands(tokenizer.add_subparsers(dest="tokenizer_command", metavar="ACTION"))
+    tokenizer.set_defaults(func=lambda _args: (tokenizer.print_help(), 2)[1])
+
     return parser
 
 

@@ -17,3 +17,19 @@ class TrajectoryError(MdllmError):
 
 class DatasetError(MdllmError):
     """A bundled dataset name is unknown or its files are missing."""
+
+
+class ModelError(MdllmError):
+    """A language-model configuration, bundle or checkpoint cannot be used."""
+
+
+class BundleMismatchError(ModelError):
+    """A model bundle's parts (tokenizer, codec, model weights) do not belong together."""
+
+
+class SamplingError(ModelError):
+    """Sampling settings, seed frames or a sampling output folder cannot be used."""
+
+
+class TokenizerError(MdllmError):
+    """A structure tokenizer cannot encode, decode or load the given input."""

@@ -1,0 +1,222 @@
+"""Benchmark of the structure tokenizer on AdK (results go to BENCHMARKS.md).
+
+Usage::
+
+    python benchmarks/bench_tokenizer.py            # shipped AdK CG data if present, else dev data
+    python benchmarks/bench_tokenizer.py --data dev --json out.json
+
+Data
+    ``shipped``: fit on the first 80 % of ``load_adk_cg("closed_train")``;
+    (a) the last 20 % of it, held out; (b) frames of ``equilibrium`` in the
+    open basin (Calpha RMSD to the open crystal < 2.5 A and closer to open
+    than to closed) plus the open crystal Calpha trace, none seen in fitting.
+    ``dev`` (until the shipped files exist): a single-basin Calpha Go model
+    run from each crystal with OpenMM (made here, cached in /tmp), 1,600
+    closed frames to fit, 400 later closed frames held out, 500 open frames.
+
+Methods
+    ``default``: ``StructureTokenizer()`` (local tokens + anchors, hinge
+    repair, robust Gauss-Newton refinement). ``baseline``: the same
+    quantised Calpha bond angles and dihedrals rebuilt by plain chain
+    building (NeRF) from mean bond lengths, no anchors used
+    (``refine_iterations=0``, no repair): the transparent baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import torch
+
+import mdllm_kit as mk
+from mdllm_kit.tokenizer import StructureTokenizer
+from mdllm_kit.tokenizer.metrics import bond_ok_fraction, rmsd_per_frame
+
+DEV_CACHE = Path("/tmp/mdllm_bench_tokenizer")
+
+
+# ----------------------------------------------------------------- dev data
+def _go_run(ca: md.Trajectory, n_frames: int, seed: int, stride: int = 100, eps: float = 4.0) -> md.Trajectory:
+    """Single-basin Clementi-style Calpha Go model of ``ca`` at 300 K (dev data only)."""
+    import openmm as mm
+    from openmm import unit
+
+    xyz = ca.xyz[0].astype(float)
+    n = len(xyz)
+    system = mm.System()
+    for _ in range(n):
+        system.addParticle(100.0)
+    bonds, angles, dih = mm.HarmonicBondForce(), mm.HarmonicAngleForce(), mm.PeriodicTorsionForce()
+    for i in range(n - 1):
+        bonds.addBond(i, i + 1, float(np.linalg.norm(xyz[i + 1] - xyz[i])), 2 * 100 * eps * 100)
+    theta = md.compute_angles(ca, [[i - 1, i, i + 1] for i in range(1, n - 1)])[0]
+    for i in range(1, n - 1):
+        angles.addAngle(i - 1, i, i + 1, float(theta[i - 1]), 2 * 20 * eps)
+    phi = md.compute_dihedrals(ca, [[i, i + 1, i + 2, i + 3] for i in range(n - 3)])[0]
+    for i in range(n - 3):
+        dih.addTorsion(i, i + 1, i + 2, i + 3, 1, float(phi[i] + np.pi), eps)
+        dih.addTorsion(i, i + 1, i + 2, i + 3, 3, float(3 * phi[i] + np.pi), 0.5 * eps)
+    d = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)
+    native = mm.CustomBondForce("eps*(5*(r0/r)^12-6*(r0/r)^10)")
+    native.addGlobalParameter("eps", eps)
+    native.addPerBondParameter("r0")
+    rep = mm.CustomNonbondedForce("eps*(0.4/r)^12")
+    rep.addGlobalParameter("eps", eps)
+    for _ in range(n):
+        rep.addParticle([])
+    rep.setNonbondedMethod(mm.CustomNonbondedForce.CutoffNonPeriodic)
+    rep.setCutoffDistance(1.0)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j - i >= 4 and d[i, j] < 0.8:
+                native.addBond(i, j, [float(d[i, j])])
+            if j - i <= 3 or d[i, j] < 0.8:
+                rep.addExclusion(i, j)
+    for f in (bonds, angles, dih, native, rep):
+        system.addForce(f)
+    integ = mm.LangevinMiddleIntegrator(300.0, 1.0, 0.005)
+    integ.setRandomNumberSeed(seed)
+    ctx = mm.Context(system, integ, mm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    ctx.setPositions(xyz)
+    mm.LocalEnergyMinimizer.minimize(ctx)
+    ctx.setVelocitiesToTemperature(300.0, seed)
+    integ.step(2000)
+    out = np.empty((n_frames, n, 3), np.float32)
+    for k in range(n_frames):
+        integ.step(stride)
+        out[k] = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    return md.Trajectory(out, ca.topology)
+
+
+def _ca(t: md.Trajectory) -> md.Trajectory:
+    return t.atom_slice(t.topology.select("name CA"))
+
+
+def dev_data() -> dict[str, md.Trajectory]:
+    refs = {k: _ca(v) for k, v in mk.datasets.adk_references().items()}
+    DEV_CACHE.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for state, n, seed in (("closed", 2000, 1), ("open", 500, 2)):
+        path = DEV_CACHE / f"go_{state}.xtc"
+        if not path.exists():
+            _go_run(refs[state], n, seed).save_xtc(str(path))
+        out[state] = md.load(str(path), top=refs["closed"].topology)
+    return {"fit": out["closed"][:1600], "closed_heldout": out["closed"][1600:],
+            "open": md.join([out["open"], refs["open"]]), "source": "dev: single-basin Calpha Go model runs (OpenMM)"}
+
+
+def shipped_data() -> dict[str, md.Trajectory]:
+    refs = {k: _ca(v) for k, v in mk.datasets.adk_references().items()}
+    train = mk.datasets.load_adk_cg("closed_train")
+    eq = mk.datasets.load_adk_cg("equilibrium")
+    cut = int(0.8 * train.n_frames)
+    r_open = rmsd_per_frame(eq.xyz, refs["open"].xyz)
+    r_closed = rmsd_per_frame(eq.xyz, refs["closed"].xyz)
+    sel = np.nonzero((r_open < 2.5) & (r_open < r_closed))[0]
+    if len(sel) > 2000:
+        sel = sel[np.linspace(0, len(sel) - 1, 2000).astype(int)]
+    open_frames = md.Trajectory(eq.xyz[sel], train.topology)
+    open_ref = md.Trajectory(refs["open"].xyz, train.topology)
+    return {"fit": train[:cut], "closed_heldout": train[cut:], "open": md.join([open_frames, open_ref]),
+            "source": f"shipped: closed_train[:{cut}] fit, closed_train[{cut}:] held out, "
+                      f"{len(sel)} open-basin equilibrium frames + open crystal"}
+
+
+# ---------------------------------------------------------------- measuring
+def evaluate(tok: StructureTokenizer, traj: md.Trajectory) -> dict[str, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    tokens = tok.encode(traj)
+    dec = tok.decode(tokens)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    r = rmsd_per_frame(dec.xyz, traj.xyz)
+    return {"rmsd_mean": float(r.mean()), "rmsd_p95": float(np.percentile(r, 95)),
+            "bonds_ok_pct": 100 * bond_ok_fraction(dec.xyz), "fps": traj.n_frames / seconds,
+            "fps_cpu_time": traj.n_frames / cpu}
+
+
+def noise(tok: StructureTokenizer, traj: md.Trajectory, seed: int = 0) -> dict[str, float]:
+    tokens = tok.encode(traj)
+    base = rmsd_per_frame(tok.decode(tokens).xyz, traj.xyz)
+    out = {}
+    for how in ("neighbour", "random"):
+        for frac in (0.01, 0.05):
+            r = rmsd_per_frame(tok.decode(tok.perturb(tokens, frac, how, seed=seed)).xyz, traj.xyz)
+            out[f"{how}_{frac:g}"] = {"growth_mean": float(r.mean() - base.mean()),
+                                      "growth_median": float(np.median(r - base)),
+                                      "rmsd_p95": float(np.percentile(r, 95))}
+    return out
+
+
+def backbone_refs() -> dict[str, float]:
+    refs = mk.datasets.adk_references()
+    tok = StructureTokenizer(device="cpu").fit(refs["closed"])
+    out = {"tokens_per_frame": tok.tokens_per_frame, "vocab_size": tok.vocab_size}
+    for state in ("closed", "open"):
+        dec, ref = tok.decode(tok.encode(refs[state])), tok.reduce(refs[state])
+        ca = [a.index for a in dec.topology.atoms if a.name == "CA"]
+        out[f"{state}_backbone_rmsd"] = float(rmsd_per_frame(dec.xyz, ref.xyz)[0])
+        out[f"{state}_ca_rmsd"] = float(rmsd_per_frame(dec.xyz[:, ca], ref.xyz[:, ca])[0])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", choices=("auto", "shipped", "dev"), default="auto")
+    ap.add_argument("--noise-frames", type=int, default=200, help="open frames used for the noise test")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
+    ap.add_argument("--json", default=None, help="write all results to this JSON file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.data == "shipped" or (args.data == "auto" and (Path(mk.__file__).parent / "data/adk/adk_cg_closed_train.xtc").exists()):
+        data = shipped_data()
+    else:
+        data = dev_data()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    results = {"data": data["source"], "machine": f"{cpu}, {torch.get_num_threads()} torch threads",
+               "n_fit": data["fit"].n_frames, "n_closed": data["closed_heldout"].n_frames,
+               "n_open": data["open"].n_frames, "methods": {}}
+    methods = {"default": {}, "baseline": {"refine_iterations": 0, "repair_tolerance_nm": None, "robust_scale_nm": None}}
+    sub = data["open"][np.linspace(0, data["open"].n_frames - 1, min(args.noise_frames, data["open"].n_frames)).astype(int)]
+    for name, kw in methods.items():
+        t0 = time.perf_counter()
+        tok = StructureTokenizer(device=args.device, **kw).fit(data["fit"])
+        fit_s = time.perf_counter() - t0
+        fit_tokens = tok.encode(data["fit"])
+        res = {"fit_s": fit_s, "tokens_per_frame": tok.tokens_per_frame, "vocab_size": tok.vocab_size,
+               "code_usage_pct": 100 * len(np.unique(fit_tokens)) / tok.vocab_size,
+               "closed": evaluate(tok, data["closed_heldout"]), "open": evaluate(tok, data["open"]),
+               "noise_open": noise(tok, sub)}
+        results["methods"][name] = res
+        print(f"{name}: {json.dumps(res)}", flush=True)
+    results["backbone_crystals"] = backbone_refs()
+    print(json.dumps(results["backbone_crystals"]))
+    print()
+    print(f"data: {results['data']}; machine: {results['machine']}")
+    print("| method | closed held-out mean / p95 (A) | open unseen mean / p95 (A) | bonds 3.5-4.1 A (closed / open) "
+          "| code usage | fit (s) | encode+decode frames/s (wall / per CPU-second) | tokens/frame | vocab |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in results["methods"].items():
+        c, o = r["closed"], r["open"]
+        print(f"| {name} | {c['rmsd_mean']:.3f} / {c['rmsd_p95']:.3f} | {o['rmsd_mean']:.3f} / {o['rmsd_p95']:.3f} "
+              f"| {c['bonds_ok_pct']:.2f}% / {o['bonds_ok_pct']:.2f}% | {r['code_usage_pct']:.1f}% | {r['fit_s']:.2f} "
+              f"| {0.5 * (c['fps'] + o['fps']):.0f} / {0.5 * (c['fps_cpu_time'] + o['fps_cpu_time']):.0f} "
+              f"| {r['tokens_per_frame']} | {r['vocab_size']} |")
+    print()
+    print("| method | noise | RMSD growth mean (A) | growth median (A) | p95 RMSD (A) |")
+    print("|---|---|---|---|---|")
+    for name, r in results["methods"].items():
+        for k, v in r["noise_open"].items():
+            print(f"| {name} | {k.replace('_', ' ')} | {v['growth_mean']:.3f} | {v['growth_median']:.3f} | {v['rmsd_p95']:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Configuration of the structure tokenizer (hyperparameters only, no fitted state)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ..errors import TokenizerError
+
+__all__ = ["TokenizerConfig"]
+
+_ATOMS = ("auto", "ca", "backbone")
+
+
+@dataclass
+class TokenizerConfig:
+    """Hyperparameters of :class:`~mdllm_kit.StructureTokenizer`.
+
+    The defaults work for proteins of a few hundred residues; they are what
+    the benchmark in ``BENCHMARKS.md`` measured.
+
+    Parameters
+    ----------
+    codebook_size : int
+        Bins of each scalar alphabet in Calpha mode: the Calpha bond angle,
+        the Calpha dihedral and the anchor distance each get this many codes.
+    atoms : {"auto", "ca", "backbone"}
+        Atoms the tokenizer represents. ``"auto"`` picks ``"backbone"`` when
+        the fitting input has N, CA, C and O in every residue, else ``"ca"``.
+    backbone_angle_bins : int
+        Bins of the bond angle in backbone mode, where the angle shares its
+        token with the peptide-plane orientation (joint code of
+        ``backbone_angle_bins * plane_bins`` symbols).
+    plane_bins : int
+        Bins of the peptide-plane rotation about the Calpha-Calpha axis
+        (backbone mode only).
+    angle_range_deg : tuple of float
+        Range of the Calpha bond angle covered by the angle alphabet, degrees.
+        Values outside are clipped (and logged).
+    anchor_stride : int
+        Residue spacing of the landmark Calpha atoms between which anchor
+        distances are encoded.
+    anchor_offsets : tuple of int
+        Each landmark is paired with the landmarks this many landmarks
+        further along the chain (multi-scale anchors).
+    max_distance_nm : float or None
+        Upper end of the anchor-distance alphabet (nm). ``None``: 1.25 times
+        the largest anchor distance seen in fitting plus 1 nm, so that
+        unseen, more open states stay in range.
+    refine_iterations : int
+        Gauss-Newton iterations of the decoder that pull the chain built from
+        the local tokens onto the anchor distances.
+    repair_tolerance_nm : float or None
+        RMS disagreement (nm) between the chain and the anchors near a
+        landmark segment above which the decoder looks for one wrong angle
+        or dihedral token in it and replaces its value (``None``: never).
+        Raised to ``3 * sigma_bond * sqrt(anchor_stride)`` when the fitted
+        bond lengths spread more (bond lengths are not encoded).
+    repair_grid : int
+        Candidate values tried per suspect angle (dihedrals: twice as many).
+    robust_scale_nm : float or None
+        Anchor residual (nm) beyond which an anchor is down-weighted in
+        refinement (``None``: plain least squares).
+    batch_size : int
+        Frames encoded or decoded at once.
+    device : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
+    """
+
+    codebook_size: int = 256
+    atoms: str = "auto"
+    backbone_angle_bins: int = 128
+    plane_bins: int = 24
+    angle_range_deg: tuple[float, float] = (50.0, 180.0)
+    anchor_stride: int = 8
+    anchor_offsets: tuple[int, ...] = (1, 2, 3, 4, 8, 16, 32)
+    max_distance_nm: float | None = None
+    refine_iterations: int = 2
+    repair_tolerance_nm: float | None = 0.05
+    repair_grid: int = 64
+    robust_scale_nm: float | None = 0.1
+    batch_size: int = 256
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.angle_range_deg = tuple(float(v) for v in self.angle_range_deg)  # type: ignore[assignment]
+        self.anchor_offsets = tuple(int(v) for v in self.anchor_offsets)
+        for name in ("codebook_size", "backbone_angle_bins", "plane_bins"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 2 <= v <= 65536:
+                raise TokenizerError(f"{name} must be an integer between 2 and 65536, got {v!r}")
+        if self.atoms not in _ATOMS:
+            raise TokenizerError(f"atoms must be one of {', '.join(_ATOMS)}, got {self.atoms!r}")
+        lo, hi = self.angle_range_deg if len(self.angle_range_deg) == 2 else (math.nan, math.nan)
+        if not (0.0 <= lo < hi <= 180.0):
+            raise TokenizerError(f"angle_range_deg must be (low, high) with 0 <= low < high <= 180, got {self.angle_range_deg!r}")
+        if not isinstance(self.anchor_stride, int) or self.anchor_stride < 1:
+            raise TokenizerError(f"anchor_stride must be a positive integer, got {self.anchor_stride!r}")
+        if not self.anchor_offsets or min(self.anchor_offsets) < 1 or len(set(self.anchor_offsets)) != len(self.anchor_offsets):
+            raise TokenizerError(f"anchor_offsets must be distinct positive integers, got {self.anchor_offsets!r}")
+        if self.max_distance_nm is not None and not (self.max_distance_nm > 0.5):
+            raise TokenizerError(f"max_distance_nm must be None or > 0.5 nm, got {self.max_distance_nm!r}")
+        if not isinstance(self.refine_iterations, int) or not 0 <= self.refine_iterations <= 50:
+            raise TokenizerError(f"refine_iterations must be an integer in [0, 50], got {self.refine_iterations!r}")
+        for name in ("repair_tolerance_nm", "robust_scale_nm"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+                raise TokenizerError(f"{name} must be None or a positive number of nm, got {v!r}")
+        if not isinstance(self.repair_grid, int) or not 4 <= self.repair_grid <= 4096:
+            raise TokenizerError(f"repair_grid must be an integer in [4, 4096], got {self.repair_grid!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise TokenizerError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise TokenizerError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (tuples become lists)."""
+        d = asdict(self)
+        d["angle_range_deg"] = list(self.angle_range_deg)
+        d["anchor_offsets"] = list(self.anchor_offsets)
+        return d
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict` (keys sorted)."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenizerConfig":
+        """Build a config from :meth:`to_dict` output; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TokenizerError(f"unknown tokenizer config keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TokenizerConfig":
+        """Inverse of :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TokenizerError(f"tokenizer config is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise TokenizerError("tokenizer config JSON must be an object")
+        return cls.from_dict(data)

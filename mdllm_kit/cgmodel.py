@@ -12,7 +12,7 @@ one bead at its Calpha position. The potential is split into
   ``repulsion_min_separation - 1`` residues apart;
 * **state-specific terms** ``V_A`` and ``V_B``: the angles, dihedrals and
   contacts that differ between the structures, each at the value of its own
-  structure and at ``specific_scale`` times the shared strength. They are
+  structure and at ``specific_*_scale`` times the shared strength. They are
   mixed with the two-state formula of Okazaki et al. (PNAS 2006)::
 
       V_mix = (V_A + V_B + dV) / 2 - sqrt(((V_A - V_B - dV) / 2)**2 + D**2)
@@ -21,9 +21,15 @@ one bead at its Calpha position. The potential is split into
   there. ``dV`` (``mixing_offset``) shifts the B basin relative to A
   (negative favours B) and ``D`` (``mixing_coupling``) lowers the barrier.
 
-The mixing is implemented with an :class:`openmm.CustomCVForce` whose two
-collective variables are the summed state-specific energies, so the forces
-are exact derivatives of ``V_mix``.
+The mixing is implemented with an :class:`openmm.CustomCVForce` whose six
+collective variables are the state-specific angle, dihedral and contact
+energies (``angA, dihA, conA, angB, dihB, conB``; ``V_A`` and ``V_B`` are
+their per-state sums), so the forces are exact derivatives of ``V_mix``.
+The shared terms sit in force group ``SHARED_GROUP`` (0) and the mixing force
+in ``MIXING_GROUP`` (1).
+
+For adenylate kinase the tuned parameters are in ``scripts/make_adk_cg.py``
+(the defaults here are a generic starting point).
 
 Units follow OpenMM: lengths in nm, time in ps, energies in kJ/mol, angles in
 rad, masses in amu (g/mol), temperature in K.
@@ -135,9 +141,14 @@ class DualBasinParams(_JsonMixin):
         (``E = -eps exp(-(r - r0)^2 / (2 w^2))``).
     contact_width : float
         Gaussian width ``w``, nm.
-    specific_scale : float
-        Strength of state-specific angles, dihedrals and contacts relative to
-        the shared ones (dimensionless).
+    specific_contact_scale : float
+        Depth of state-specific contacts relative to ``contact_epsilon``
+        (dimensionless).
+    specific_backbone_scale : float
+        Strength of state-specific angles and dihedrals relative to the shared
+        ones (dimensionless). These hinge terms set the shape of each basin;
+        if they are weak the open state (held by few specific contacts) is
+        floppy and over-extends.
     repulsion_sigma : float
         Excluded-volume radius, nm: ``E = (sigma/r)^12 - (sigma/r_c)^12``.
     repulsion_cutoff : float
@@ -162,7 +173,8 @@ class DualBasinParams(_JsonMixin):
     contact_tolerance: float = 0.1
     contact_epsilon: float = 1.5
     contact_width: float = 0.05
-    specific_scale: float = 0.5
+    specific_contact_scale: float = 0.5
+    specific_backbone_scale: float = 0.5
     repulsion_sigma: float = 0.38
     repulsion_cutoff: float = 0.8
     repulsion_min_separation: int = 4
@@ -174,7 +186,7 @@ class DualBasinParams(_JsonMixin):
                                "repulsion_sigma", "repulsion_cutoff", "mixing_coupling"))
         _check_positive(self, ("angle_k", "angle_tolerance", "dihedral_k1", "dihedral_k3",
                                "dihedral_tolerance", "contact_tolerance", "contact_epsilon",
-                               "specific_scale"), allow_zero=True)
+                               "specific_contact_scale", "specific_backbone_scale"), allow_zero=True)
         if not isinstance(self.mixing_offset, (int, float)) or not math.isfinite(self.mixing_offset):
             raise ValueError(f"DualBasinParams.mixing_offset must be a finite number, got {self.mixing_offset!r}")
         for name in ("contact_min_separation", "repulsion_min_separation"):
@@ -226,7 +238,8 @@ class DualBasinModel:
         ``(n, 2)`` index pairs of the contacts specific to A and to B.
     mixing_force_index : int
         Index of the :class:`openmm.CustomCVForce` in the system; its
-        collective variables are ``VA`` and ``VB`` (kJ/mol).
+        collective variables are ``angA, dihA, conA, angB, dihB, conB``
+        (kJ/mol), see :func:`state_energies`.
     """
 
     n_particles: int
@@ -285,7 +298,8 @@ def _dihedrals(x: np.ndarray) -> np.ndarray:
     n1 = np.cross(b0, b1)
     n2 = np.cross(b1, b2)
     m1 = np.cross(n1, b1 / np.linalg.norm(b1, axis=1)[:, None])
-    return np.arctan2(np.sum(m1 * n2, axis=1), np.sum(n1 * n2, axis=1))
+    # IUPAC sign convention (the one of OpenMM and mdtraj).
+    return np.arctan2(-np.sum(m1 * n2, axis=1), np.sum(n1 * n2, axis=1))
 
 
 def _distances(x: np.ndarray) -> np.ndarray:
@@ -411,7 +425,7 @@ def build_dual_basin_system(
         system.addForce(force)
 
     # State-specific terms, mixed.
-    s = p.specific_scale
+    s, sc = p.specific_backbone_scale, p.specific_contact_scale
     mix = openmm.CustomCVForce(
         "(VA + VB + dV)/2 - sqrt(((VA - VB - dV)/2)^2 + D^2);"
         " VA = angA + dihA + conA; VB = angB + dihB + conB"
@@ -422,7 +436,7 @@ def build_dual_basin_system(
     for label, th, ph, dist, only in (("A", th_a, ph_a, da, only_a), ("B", th_b, ph_b, db, only_b)):
         fa = _angle_force(ang_idx[~same_ang], th[~same_ang], s * p.angle_k)
         fd = _dihedral_force(dih_idx[~same_dih], ph[~same_dih], s * p.dihedral_k1, s * p.dihedral_k3)
-        fc = _contact_force(pairs[only], dist[only], s * p.contact_epsilon, p.contact_width)
+        fc = _contact_force(pairs[only], dist[only], sc * p.contact_epsilon, p.contact_width)
         # A CustomCVForce takes one Force per CV; VA and VB sum them.
         names = [f"{kind}{label}" for kind in ("ang", "dih", "con")]
         for name, force in zip(names, (fa, fd, fc)):

@@ -10,6 +10,31 @@ Calpha RMSD is 6.9 A. The package ships
   that never leaves the closed basin and a long equilibrium run that switches
   between the two states, the ground truth for populations and kinetics.
 
+Ground-truth states of the CG runs (:func:`adk_cg_states`) come from the
+Calpha RMSD (optimal superposition, in Angstrom) to the two crystal
+structures, ``r_closed`` and ``r_open``, whose mutual distance is
+``d = 6.9 A``:
+
+* **closed** if ``r_closed < BASIN_RMSD_A`` (3 A), **open** if
+  ``r_open < BASIN_RMSD_A`` (the two cannot both hold since ``d > 6 A``),
+  otherwise **intermediate**;
+* a frame is **on the path** between the states if
+  ``r_closed + r_open <= d + ON_PATH_MARGIN_A`` (3.5 A). RMSD after optimal
+  superposition is a metric, so ``r_closed + r_open >= d`` for every frame
+  and the excess measures how far a frame strays sideways from the
+  closed-open "segment" (the set of points with sum exactly ``d``). In the
+  model the LID and NMP domains move partly independently, so the path
+  bends: hinge intermediates have an excess of up to about 3 A, while in
+  trial runs of softer parameter sets the over-extended or loose frames we
+  want to exclude reached 4-5.5 A;
+* a frame is **admissible** (not unfolded, not over-extended) if it is in
+  either basin or on the path; every frame of the equilibrium run is.
+
+Transitions are counted core to core: intermediate frames are ignored and a
+transition is a change between the last visited core (closed/open) and the
+next one, so recrossings of the 3 A boundary without reaching the other state
+do not count.
+
 Everything here reads files inside the installed package; nothing is
 downloaded.
 """
@@ -21,10 +46,28 @@ from pathlib import Path
 from typing import Any
 
 import mdtraj as md
+import numpy as np
 
 from .errors import DatasetError
 
-__all__ = ["ADK_CG_RUNS", "adk_cg_metadata", "adk_references", "data_path", "load_adk_cg"]
+__all__ = [
+    "ADK_CG_RUNS",
+    "ADK_STATE_NAMES",
+    "BASIN_RMSD_A",
+    "ON_PATH_MARGIN_A",
+    "STATE_CLOSED",
+    "STATE_INTERMEDIATE",
+    "STATE_OPEN",
+    "adk_cg_metadata",
+    "adk_cg_rmsd",
+    "adk_cg_states",
+    "adk_references",
+    "closed_open_rmsd",
+    "core_transitions",
+    "data_path",
+    "load_adk_cg",
+    "on_path",
+]
 
 #: Names of the bundled AdK coarse-grained runs accepted by :func:`load_adk_cg`.
 ADK_CG_RUNS: tuple[str, ...] = ("closed_train", "equilibrium")
@@ -32,6 +75,18 @@ ADK_CG_RUNS: tuple[str, ...] = ("closed_train", "equilibrium")
 _ADK = "adk"
 _CG_TOPOLOGY = "adk_cg_ca.pdb"
 _CG_METADATA = "adk_cg_metadata.json"
+
+#: Calpha RMSD to a crystal structure below which a frame is in that state's basin, Angstrom.
+BASIN_RMSD_A: float = 3.0
+#: Slack over the closed-open RMSD ``d`` allowed on the transition path, Angstrom
+#: (``r_closed + r_open <= d + ON_PATH_MARGIN_A``); see the module docstring.
+ON_PATH_MARGIN_A: float = 3.5
+#: Integer state labels returned by :func:`adk_cg_states`.
+STATE_CLOSED: int = 0
+STATE_OPEN: int = 1
+STATE_INTERMEDIATE: int = 2
+#: Names of the state labels, indexed by label.
+ADK_STATE_NAMES: tuple[str, ...] = ("closed", "open", "intermediate")
 
 
 def data_path(*parts: str) -> Path:
@@ -104,3 +159,121 @@ def load_adk_cg(name: str = "closed_train") -> md.Trajectory:
         raise DatasetError(f"unknown AdK CG run {name!r}; choose one of {', '.join(ADK_CG_RUNS)}")
     top = data_path(_ADK, _CG_TOPOLOGY)
     return md.load(str(data_path(_ADK, f"adk_cg_{name}.xtc")), top=str(top))
+
+
+def _ca_references() -> dict[str, md.Trajectory]:
+    refs = adk_references()
+    return {k: t.atom_slice(t.topology.select("name CA")) for k, t in refs.items()}
+
+
+def adk_cg_rmsd(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """Calpha RMSD of every frame to the closed and the open crystal structure.
+
+    Parameters
+    ----------
+    traj : mdtraj.Trajectory
+        AdK frames with 214 Calpha atoms named ``CA`` (other atoms are
+        ignored), coordinates in nm.
+
+    Returns
+    -------
+    r_closed, r_open : numpy.ndarray
+        ``(n_frames,)`` RMSD after optimal superposition, Angstrom.
+    """
+    ca = traj.topology.select("name CA")
+    if ca.size != 214:
+        raise DatasetError(f"expected 214 Calpha atoms (AdK), found {ca.size}; pass an AdK trajectory")
+    sub = traj.atom_slice(ca) if ca.size != traj.n_atoms else traj
+    refs = _ca_references()
+    return (10.0 * md.rmsd(sub, refs["closed"]).astype(np.float64),
+            10.0 * md.rmsd(sub, refs["open"]).astype(np.float64))
+
+
+def closed_open_rmsd() -> float:
+    """Calpha RMSD between the closed and open crystal structures, Angstrom (about 6.9)."""
+    refs = _ca_references()
+    return float(10.0 * md.rmsd(refs["open"], refs["closed"])[0])
+
+
+def on_path(r_closed: np.ndarray, r_open: np.ndarray, d: float | None = None,
+            margin: float = ON_PATH_MARGIN_A) -> np.ndarray:
+    """Whether frames lie on a path between the two crystal structures.
+
+    Parameters
+    ----------
+    r_closed, r_open : numpy.ndarray
+        Calpha RMSD to the closed and the open structure, Angstrom.
+    d : float, optional
+        Closed-open RMSD, Angstrom; defaults to :func:`closed_open_rmsd`.
+    margin : float
+        Allowed excess ``r_closed + r_open - d``, Angstrom.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        ``r_closed + r_open <= d + margin``.
+    """
+    d = closed_open_rmsd() if d is None else d
+    return np.asarray(r_closed) + np.asarray(r_open) <= d + margin
+
+
+def adk_cg_states(traj: md.Trajectory) -> np.ndarray:
+    """Ground-truth state of every frame of an AdK Calpha trajectory.
+
+    Parameters
+    ----------
+    traj : mdtraj.Trajectory
+        AdK frames with 214 Calpha atoms named ``CA``, e.g. from
+        :func:`load_adk_cg`.
+
+    Returns
+    -------
+    numpy.ndarray of int8
+        ``(n_frames,)`` labels: :data:`STATE_CLOSED` (0) if the Calpha RMSD to
+        the closed crystal is below :data:`BASIN_RMSD_A`, :data:`STATE_OPEN`
+        (1) if the RMSD to the open crystal is, else
+        :data:`STATE_INTERMEDIATE` (2). Names in :data:`ADK_STATE_NAMES`.
+    """
+    r_closed, r_open = adk_cg_rmsd(traj)
+    states = np.full(r_closed.shape, STATE_INTERMEDIATE, dtype=np.int8)
+    states[r_open < BASIN_RMSD_A] = STATE_OPEN
+    states[r_closed < BASIN_RMSD_A] = STATE_CLOSED
+    return states
+
+
+def core_transitions(states: np.ndarray, time_per_frame: float = 1.0) -> dict[str, Any]:
+    """Core-to-core transitions and dwell times of a state sequence.
+
+    Parameters
+    ----------
+    states : numpy.ndarray
+        Labels from :func:`adk_cg_states`.
+    time_per_frame : float
+        Time between frames, ps.
+
+    Returns
+    -------
+    dict
+        ``n_transitions`` (closed->open plus open->closed),
+        ``n_closed_to_open``, ``n_open_to_closed``, and per core state
+        ``mean_dwell_ps`` / ``n_dwells``: the mean time from entering a core to
+        first reaching the other core, over complete dwells only (the first
+        and the last, censored, visits are left out; ``None`` if there is none).
+    """
+    states = np.asarray(states)
+    core = np.flatnonzero(states != STATE_INTERMEDIATE)
+    labels = states[core]
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1  # index into core of each arrival
+    arrivals = core[change]
+    to_open = int(np.sum(labels[change] == STATE_OPEN))
+    dwell: dict[str, list[float]] = {"closed": [], "open": []}
+    for k in range(len(arrivals) - 1):
+        name = ADK_STATE_NAMES[int(states[arrivals[k]])]
+        dwell[name].append(float(arrivals[k + 1] - arrivals[k]) * time_per_frame)
+    return {
+        "n_transitions": int(len(arrivals)),
+        "n_closed_to_open": to_open,
+        "n_open_to_closed": int(len(arrivals)) - to_open,
+        "mean_dwell_ps": {k: (float(np.mean(v)) if v else None) for k, v in dwell.items()},
+        "n_dwells": {k: len(v) for k, v in dwell.items()},
+    }

@@ -15,6 +15,8 @@ from . import datasets
 from .errors import DatasetError, MdllmError, TokenizerError, TrajectoryError
 from .loading import check_backbone, find_chain_breaks, load_trajectory
 from .tokenizer import StructureTokenizer, TokenizerConfig
+from .lm import (GeneratedEnsemble, LoraSettings, ModelBundle, ModelSettings, Sampler, SamplingSettings,
+                 TrainSettings, load_bundle, train)
 
 __version__ = "0.1.0"
 
@@ -31,4 +33,14 @@ __all__ = [
     # structure tokenizer (mdllm_kit.tokenizer)
     "StructureTokenizer",
     "TokenizerConfig",
+    # language model (mdllm_kit.lm)
+    "GeneratedEnsemble",
+    "LoraSettings",
+    "ModelBundle",
+    "ModelSettings",
+    "Sampler",
+    "SamplingSettings",
+    "TrainSettings",
+    "load_bundle",
+    "train",
 ]

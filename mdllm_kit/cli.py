@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_tokenizer_commands(tokenizer.add_subparsers(dest="tokenizer_command", metavar="ACTION"))
     tokenizer.set_defaults(func=lambda _args: (tokenizer.print_help(), 2)[1])
 
+    from .lm.cli import add_lm_commands
+
+    add_lm_commands(sub)
+
     return parser
 
 

@@ -1,0 +1,25 @@
+"""The language model of MD-LLM: codec, settings, training, bundles and sampling.
+
+Importing this package imports torch but not transformers or peft; those are
+imported when a model is built, trained or loaded.
+"""
+from __future__ import annotations
+
+from .bundle import ModelBundle, load_bundle
+from .codec import FrameCodec
+from .config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
+from .sampler import GeneratedEnsemble, Sampler
+from .train import train
+
+__all__ = [
+    "FrameCodec",
+    "GeneratedEnsemble",
+    "LoraSettings",
+    "ModelBundle",
+    "ModelSettings",
+    "Sampler",
+    "SamplingSettings",
+    "TrainSettings",
+    "load_bundle",
+    "train",
+]

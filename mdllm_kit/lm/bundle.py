@@ -1,0 +1,275 @@
+"""The model bundle: one folder with everything needed to sample.
+
+Layout of a bundle folder::
+
+    bundle.json          format, versions, tokenizer class and fingerprint (written last)
+    model/               full weights (safetensors, save_pretrained layout), or
+    adapter/             LoRA adapter + trainable token rows, when the base is a local pretrained model
+    tokenizer/           the structure tokenizer (save_pretrained)
+    codec.json           FrameCodec
+    model_settings.json  ModelSettings
+    train_settings.json  TrainSettings
+    metrics.json         training / evaluation history and final metrics
+    seed_tokens.npz      the last context window of the training data (default sampling seed)
+
+:func:`load_bundle` checks that tokenizer, codec and model belong together.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path, atomic_write_json
+from ..errors import BundleMismatchError, ModelError
+from .codec import FrameCodec
+from .config import ModelSettings, TrainSettings
+
+__all__ = ["ModelBundle", "load_bundle"]
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "mdllm-kit-lm-bundle"
+BUNDLE_VERSION = 1
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class ModelBundle:
+    """A trained model with its tokenizer, codec, settings and metrics.
+
+    Attributes
+    ----------
+    model : transformers.PreTrainedModel
+        Causal LM in eval mode (LoRA adapters merged).
+    tokenizer : StructureTokenizer
+    codec : FrameCodec
+    model_settings : ModelSettings
+    train_settings : TrainSettings
+    metrics : dict
+        Training history and final evaluation.
+    seed_tokens : numpy.ndarray of int, shape (W, L), optional
+        The last context window of the training data.
+    path : pathlib.Path, optional
+        Folder the bundle was loaded from or saved to.
+    """
+
+    model: Any
+    tokenizer: Any
+    codec: FrameCodec
+    model_settings: ModelSettings
+    train_settings: TrainSettings
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seed_tokens: np.ndarray | None = None
+    path: Path | None = None
+
+    @property
+    def window_frames(self) -> int:
+        """Context frames ``W`` the model was trained with."""
+        return self.train_settings.window_frames
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the bundle into ``directory`` (created if needed; other files there are kept).
+
+        Weights are full safetensors, except for a LoRA model on a local
+        pretrained base, whose adapter alone is saved (the base folder is
+        recorded and must still exist when loading).
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        marker = directory / "bundle.json"
+        if marker.exists():
+            marker.unlink()  # the bundle is incomplete until bundle.json is written again
+        model = self.model
+        is_peft = hasattr(model, "peft_config")
+        if is_peft and self.model_settings.base_model is not None:
+            weights = "adapter"
+            _save_dir(directory / "adapter", lambda d: model.save_pretrained(str(d), safe_serialization=True,
+                                                                              save_embedding_layers=False))
+            shutil.rmtree(directory / "model", ignore_errors=True)
+        else:
+            weights = "full"
+            if is_peft:
+                model = model.merge_and_unload()
+                self.model = model
+            _save_dir(directory / "model", lambda d: model.save_pretrained(str(d), safe_serialization=True))
+            shutil.rmtree(directory / "adapter", ignore_errors=True)
+        _save_dir(directory / "tokenizer", lambda d: self.tokenizer.save_pretrained(d))
+        atomic_write_json(directory / "codec.json", self.codec.to_dict())
+        self.model_settings.save(directory / "model_settings.json")
+        self.train_settings.save(directory / "train_settings.json")
+        atomic_write_json(directory / "metrics.json", _jsonable(self.metrics))
+        if self.seed_tokens is not None:
+            with atomic_path(directory / "seed_tokens.npz") as tmp:
+                np.savez(tmp, tokens=np.asarray(self.seed_tokens, dtype=np.int64))
+        from .. import __version__
+
+        cls = type(self.tokenizer)
+        atomic_write_json(marker, {
+            "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "mdllm_kit_version": __version__,
+            "weights": weights, "base_model": self.model_settings.base_model,
+            "tokenizer_class": f"{cls.__module__}:{cls.__qualname__}",
+            "tokenizer_fingerprint": str(self.tokenizer.fingerprint),
+        })
+        self.path = directory
+        logger.info("saved model bundle to %s (%s weights)", directory, weights)
+        return directory
+
+
+def _save_dir(dest: Path, write) -> None:
+    """Write a folder next to ``dest`` and move it into place."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        return value if np.isfinite(value) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _resolve_tokenizer_class(spec: str) -> type:
+    """The tokenizer class recorded in a bundle.
+
+    Classes of mdllm-kit are imported; any other class is looked up only
+    among modules that are already imported (a bundle never makes Python
+    import a module it names).
+    """
+    module_name, _, qualname = spec.partition(":")
+    if module_name.split(".")[0] == "mdllm_kit":
+        module = importlib.import_module(module_name)
+    elif module_name in sys.modules:
+        module = sys.modules[module_name]
+    else:
+        raise ModelError(
+            f"the bundle's tokenizer class {spec} is not part of mdllm-kit and not imported; "
+            "pass tokenizer_cls= (or tokenizer=) to load_bundle"
+        )
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenizer_cls: type | None = None,
+                base_model: str | None = None, device: str | None = None,
+                dtype: torch.dtype | None = None) -> ModelBundle:
+    """Load a model bundle written by :func:`mdllm_kit.train` or :meth:`ModelBundle.save`.
+
+    Parameters
+    ----------
+    directory : path-like
+        The bundle folder.
+    tokenizer : StructureTokenizer, optional
+        Use this tokenizer instead of the bundle's copy (it must have the same fingerprint).
+    tokenizer_cls : type, optional
+        Class whose ``from_pretrained`` reads the bundle's tokenizer (default:
+        the class recorded in the bundle, e.g. ``mk.StructureTokenizer``).
+    base_model : str, optional
+        Local folder of the pretrained base model of an adapter bundle, if it
+        moved since training.
+    device : str, optional
+        ``"cuda"`` when available, else ``"cpu"``.
+    dtype : torch.dtype, optional
+        Weights dtype (default: bfloat16 on CUDA, float32 on CPU).
+
+    Returns
+    -------
+    ModelBundle
+
+    Raises
+    ------
+    BundleMismatchError
+        The tokenizer's fingerprint or vocabulary does not match the codec
+        and model saved with it.
+    """
+    directory = Path(directory)
+    marker = directory / "bundle.json"
+    if not marker.exists():
+        raise ModelError(f"{directory} is not a complete model bundle (no bundle.json); "
+                         "pass the --out folder of a finished `mdllm train` run")
+    meta = json.loads(marker.read_text())
+    if meta.get("format") != BUNDLE_FORMAT or int(meta.get("version", 0)) > BUNDLE_VERSION:
+        raise ModelError(f"{marker} is not a model bundle this version of mdllm-kit can read")
+    if tokenizer is None:
+        cls = tokenizer_cls or _resolve_tokenizer_class(meta["tokenizer_class"])
+        tokenizer = cls.from_pretrained(directory / "tokenizer")
+    if str(tokenizer.fingerprint) != meta["tokenizer_fingerprint"]:
+        raise BundleMismatchError(
+            f"tokenizer fingerprint {tokenizer.fingerprint} does not match the one the model was trained with "
+            f"({meta['tokenizer_fingerprint']}); use the tokenizer saved in {directory / 'tokenizer'}"
+        )
+    codec = FrameCodec.from_dict(json.loads((directory / "codec.json").read_text()))
+    expected = FrameCodec.for_tokenizer(tokenizer)
+    if (codec.tokens_per_frame, codec.n_structure_tokens, codec.valid_ranges) != (
+            expected.tokens_per_frame, expected.n_structure_tokens, expected.valid_ranges):
+        raise BundleMismatchError(
+            "the tokenizer's frame length, vocabulary or valid ranges differ from the codec saved with the model; "
+            "the bundle's files do not belong together"
+        )
+    model_settings = ModelSettings.load(directory / "model_settings.json") if base_model is None else None
+    if model_settings is None:
+        raw = json.loads((directory / "model_settings.json").read_text())
+        raw["base_model"] = base_model
+        model_settings = ModelSettings.from_dict(raw)
+    train_settings = TrainSettings.load(directory / "train_settings.json")
+    device = device or _default_device()
+    dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
+
+    from transformers import AutoModelForCausalLM
+
+    if meta["weights"] == "full":
+        model = AutoModelForCausalLM.from_pretrained(directory / "model", local_files_only=True, dtype=dtype,
+                                                     trust_remote_code=False)
+    else:
+        from peft import PeftModel
+
+        from .model import load_base_model
+
+        base, base_codec = load_base_model(tokenizer, model_settings)
+        if base_codec.to_dict() != codec.to_dict():
+            raise BundleMismatchError("the base model's vocabulary differs from the one the adapter was trained on; "
+                                      "pass the same base model folder as in training (base_model=)")
+        model = PeftModel.from_pretrained(base, str(directory / "adapter"), is_trainable=False)
+        model = model.merge_and_unload().to(dtype)
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    if rows < codec.lm_vocab_size:
+        raise BundleMismatchError(f"the model has {rows} token embeddings but the codec needs {codec.lm_vocab_size}")
+    model.to(device).eval()
+    seed_tokens = None
+    if (directory / "seed_tokens.npz").exists():
+        with np.load(directory / "seed_tokens.npz") as data:
+            seed_tokens = codec.check_tokens(data["tokens"])
+    metrics = json.loads((directory / "metrics.json").read_text()) if (directory / "metrics.json").exists() else {}
+    return ModelBundle(model, tokenizer, codec, model_settings, train_settings, metrics, seed_tokens, directory)

@@ -1,0 +1,186 @@
+"""``mdllm train`` and ``mdllm sample``.
+
+:func:`add_lm_commands` registers both subcommands on the ``mdllm`` parser;
+their ``func`` unpacks the namespace and calls the typed functions
+:func:`train_command` and :func:`sample_command`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+__all__ = ["add_lm_commands", "load_tokenizer", "sample_command", "train_command"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_tokenizer(directory: str | Path) -> Any:
+    """The structure tokenizer saved in ``directory`` (``mk.StructureTokenizer.from_pretrained``)."""
+    try:
+        from ..tokenizer import StructureTokenizer  # type: ignore[attr-defined]
+    except ImportError as error:  # pragma: no cover - depends on the tokenizer package
+        raise ModelError("this installation has no structure tokenizer (mdllm_kit.tokenizer.StructureTokenizer)") from error
+    return StructureTokenizer.from_pretrained(directory)
+
+
+def train_command(trajectories: Sequence[str], tokenizer_dir: str, out: str, *, top: str | None = None,
+                  selection: str | None = "protein", stride_frames: int | None = None,
+                  model_settings: Any = None, train_settings: Any = None, resume: bool = False,
+                  progress: bool = True, device: str | None = None) -> int:
+    """Load trajectories and a tokenizer, train, and write the bundle to ``out``; returns 0."""
+    from ..loading import load_trajectory
+    from .train import train
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    trajs = [load_trajectory(path, top=top, selection=selection, stride=stride_frames) for path in trajectories]
+    bundle = train(trajs, tokenizer, out, model_settings, train_settings, resume=resume, progress=progress,
+                   device=device)
+    final = bundle.metrics.get("final_eval", {})
+    print(f"bundle: {out}")
+    for key in ("eval_loss", "eval_next_frame_token_accuracy", "eval_next_frame_rmsd_A"):
+        if key in final:
+            print(f"{key}: {final[key]:.4g}")
+    return 0
+
+
+def sample_command(bundle_dir: str, out: str, *, settings: Any = None, seed_structures: str | None = None,
+                   seed_top: str | None = None, resume: bool = False, progress: bool = True,
+                   device: str | None = None) -> int:
+    """Load a bundle, sample into ``out`` and print a summary; returns 0."""
+    from .bundle import load_bundle
+    from .sampler import Sampler
+
+    bundle = load_bundle(bundle_dir, device=device)
+    seed = None
+    if seed_structures is not None:
+        from ..loading import load_trajectory
+
+        seed = load_trajectory(seed_structures, top=seed_top)
+    ensemble = Sampler(bundle).sample(settings, seed_frames=seed, out=out, resume=resume, progress=progress)
+    print(f"{ensemble.n_walkers} walker(s) x {ensemble.n_frames} frames -> {Path(out) / 'trajectory.xtc'}")
+    print(f"mean log-likelihood per frame: {ensemble.log_likelihood.mean():.4g}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import LoraSettings, ModelSettings, TrainSettings
+
+    lora = LoraSettings(r=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout)
+    model = ModelSettings(base_model=args.base_model, hidden_size=args.hidden_size, num_layers=args.layers,
+                          num_heads=args.heads, num_kv_heads=args.kv_heads, intermediate_size=args.intermediate_size,
+                          finetune=args.finetune, lora=lora, load_in_4bit=args.load_in_4bit)
+    settings = TrainSettings(window_frames=args.window, stride=args.stride, val_fraction=args.val_fraction,
+                             loss_frames=args.loss_frames, max_steps=args.max_steps, batch_size=args.batch_size,
+                             grad_accum=args.grad_accum, learning_rate=args.lr, eval_steps=args.eval_steps,
+                             save_steps=args.save_steps, logging_steps=args.logging_steps, seed=args.seed)
+    return train_command(args.traj, args.tokenizer, args.out, top=args.top, selection=args.selection,
+                         stride_frames=args.frame_stride, model_settings=model, train_settings=settings,
+                         resume=args.resume, progress=not args.no_progress, device=args.device)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .config import SamplingSettings
+
+    settings = SamplingSettings(n_frames=args.n_frames, n_walkers=args.walkers, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p, context_frames=args.context_frames,
+                                seed=args.seed, flush_every=args.flush_every)
+    return sample_command(args.bundle, args.out, settings=settings, seed_structures=args.seed_structures,
+                          seed_top=args.seed_top, resume=args.resume, progress=not args.no_progress,
+                          device=args.device)
+
+
+def add_lm_commands(subparsers: Any) -> None:
+    """Register ``train`` and ``sample`` on an ``argparse`` sub-parser collection."""
+    from .config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
+
+    m, t, lo, s = ModelSettings(), TrainSettings(), LoraSettings(), SamplingSettings()
+    tr = subparsers.add_parser(
+        "train", help="train the language model on tokenized trajectories",
+        description="Fine-tune a causal language model to predict the next frame from a window of W frames "
+                    "and write a model bundle (weights, tokenizer, codec, settings, metrics) to OUT. "
+                    "Runs under torchrun / accelerate launch for several GPUs or processes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tr.add_argument("traj", nargs="+", help="training trajectories, in time order (xtc, dcd, h5, pdb, ...)")
+    tr.add_argument("--top", default=None, help="topology for coordinate-only trajectory files")
+    tr.add_argument("--selection", default="protein", help="mdtraj atom selection")
+    tr.add_argument("--frame-stride", type=int, default=None, help="keep every N-th frame when loading")
+    tr.add_argument("--tokenizer", required=True, help="folder of the fitted structure tokenizer")
+    tr.add_argument("--out", required=True, help="output folder (the model bundle and checkpoints/)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
+    tr.add_argument("--max-steps", type=int, default=t.max_steps, help="optimiser steps")
+    tr.add_argument("--window", type=int, default=t.window_frames, help="context frames W (paper: 10)")
+    tr.add_argument("--stride", type=int, default=t.stride, help="frames between window starts")
+    tr.add_argument("--val-fraction", type=float, default=t.val_fraction, help="last fraction of each trajectory held out")
+    tr.add_argument("--loss-frames", choices=("all", "last"), default=t.loss_frames, help="frames that carry the loss")
+    tr.add_argument("--batch-size", type=int, default=t.batch_size, help="windows per device per step")
+    tr.add_argument("--grad-accum", type=int, default=t.grad_accum, help="gradient accumulation steps")
+    tr.add_argument("--lr", type=float, default=t.learning_rate, help="peak learning rate")
+    tr.add_argument("--eval-steps", type=int, default=t.eval_steps, help="steps between evaluations")
+    tr.add_argument("--save-steps", type=int, default=t.save_steps, help="steps between checkpoints")
+    tr.add_argument("--logging-steps", type=int, default=t.logging_steps, help="steps between log lines")
+    tr.add_argument("--seed", type=int, default=t.seed, help="random seed")
+    tr.add_argument("--base-model", default=None, help="local folder of a pretrained causal LM (LoRA fine-tuning)")
+    tr.add_argument("--finetune", choices=("auto", "full", "lora"), default=m.finetune,
+                    help="auto: full for the model built from config, LoRA for --base-model")
+    tr.add_argument("--hidden-size", type=int, default=m.hidden_size, help="default model: hidden size")
+    tr.add_argument("--layers", type=int, default=m.num_layers, help="default model: decoder layers")
+    tr.add_argument("--heads", type=int, default=m.num_heads, help="default model: attention heads")
+    tr.add_argument("--kv-heads", type=int, default=m.num_kv_heads, help="default model: key/value heads")
+    tr.add_argument("--intermediate-size", type=int, default=m.intermediate_size, help="default model: MLP width")
+    tr.add_argument("--lora-rank", type=int, default=lo.r, help="LoRA rank")
+    tr.add_argument("--lora-alpha", type=float, default=lo.alpha, help="LoRA alpha")
+    tr.add_argument("--lora-dropout", type=float, default=lo.dropout, help="LoRA dropout")
+    tr.add_argument("--load-in-4bit", action="store_true", help="4-bit base weights (bitsandbytes, GPU)")
+    tr.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
+    sa = subparsers.add_parser(
+        "sample", help="generate trajectories with a trained model bundle",
+        description="Roll out new trajectories from a model bundle, streaming OUT/trajectory.xtc, "
+                    "OUT/topology.pdb, OUT/tokens.npz and OUT/params.json; an interrupted run continues "
+                    "with --resume.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sa.add_argument("bundle", help="model bundle folder (the --out of mdllm train)")
+    sa.add_argument("--out", required=True, help="output folder")
+    sa.add_argument("--n-frames", type=int, default=s.n_frames, help="frames per walker")
+    sa.add_argument("--walkers", type=int, default=s.n_walkers, help="walkers generated together")
+    sa.add_argument("--seed", type=int, default=s.seed, help="random seed (same seed, same tokens)")
+    sa.add_argument("--temperature", type=float, default=s.temperature, help="softmax temperature (0: greedy)")
+    sa.add_argument("--top-k", type=int, default=s.top_k, help="top-k truncation (0: off)")
+    sa.add_argument("--top-p", type=float, default=s.top_p, help="nucleus truncation (1: off)")
+    sa.add_argument("--context-frames", type=int, default=None, help="context frames (default: training window)")
+    sa.add_argument("--flush-every", type=int, default=s.flush_every, help="frames between writes to OUT")
+    sa.add_argument("--seed-structures", default=None,
+                    help="starting structures (default: the last window of the training data)")
+    sa.add_argument("--seed-top", default=None, help="topology for --seed-structures")
+    sa.add_argument("--resume", action="store_true", help="continue the run in OUT")
+    sa.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
+    sa.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sa.set_defaults(func=_cmd_sample)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m mdllm_kit.lm.cli train ...``), e.g. under ``torchrun``."""
+    import sys
+
+    from ..errors import MdllmError
+
+    parser = argparse.ArgumentParser(prog="python -m mdllm_kit.lm.cli")
+    add_lm_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except MdllmError as error:
+        print(f"mdllm: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,302 @@
+"""Validated settings of the language model, its training and sampling.
+
+Every settings class is a frozen dataclass checked in ``__post_init__`` and
+round-trips through JSON (:meth:`to_dict` / :meth:`from_dict`,
+:meth:`save` / :meth:`load`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..atomic import atomic_write_json
+from ..errors import ModelError
+
+__all__ = ["LoraSettings", "ModelSettings", "SamplingSettings", "TrainSettings"]
+
+_T = TypeVar("_T", bound="_JsonSettings")
+
+#: All attention and MLP projections of Mistral/Llama-style models (the paper's LoRA targets).
+ALL_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ModelError(message)
+
+
+class _JsonSettings:
+    """JSON round trip shared by the settings classes."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary of the fields (tuples become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
+        """Build from :meth:`to_dict` output; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise ModelError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}; "
+                             f"known fields: {', '.join(sorted(names))}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    def replace(self: _T, **changes: Any) -> _T:
+        """Copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the settings as JSON (atomically)."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls: type[_T], path: str | os.PathLike) -> _T:
+        """Read settings written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class LoraSettings(_JsonSettings):
+    """LoRA adapter settings (defaults follow the MD-LLM paper: rank 16 on every projection).
+
+    Parameters
+    ----------
+    r : int
+        Adapter rank.
+    alpha : float
+        Scaling numerator (the update is scaled by ``alpha / r``).
+    dropout : float
+        Dropout on the adapter input, in ``[0, 1)``.
+    target_modules : tuple of str
+        Module names that get adapters (all attention and MLP projections).
+    train_new_tokens : bool
+        Make the embedding and output rows of the added structure tokens
+        trainable (peft ``trainable_token_indices``); needed when the tokens
+        are new to a pretrained model.
+    """
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ALL_PROJECTIONS
+    train_new_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.r >= 1, f"LoRA rank r must be >= 1, got {self.r}")
+        _require(self.alpha > 0, f"LoRA alpha must be > 0, got {self.alpha}")
+        _require(0.0 <= self.dropout < 1.0, f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        _require(len(self.target_modules) > 0 and all(isinstance(m, str) and m for m in self.target_modules),
+                 "LoRA target_modules must be a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
+
+
+@dataclass(frozen=True)
+class ModelSettings(_JsonSettings):
+    """Which language model to train.
+
+    The default is a small Mistral-architecture model built from this
+    config: 3 layers, hidden 128, MLP 384, 4 query heads sharing one
+    key-value head (multi-query attention: sampling reads the KV cache of
+    every walker at every step, and on a CPU that read is the bottleneck).
+    With the default AdK tokenizer (557 tokens per frame, 768 structure ids)
+    it has 0.66 M parameters and trains on a 2-core CPU in minutes. It is
+    trained fully (see ``finetune``). With ``base_model`` a pretrained
+    model is loaded from a local folder, the structure tokens are appended to
+    its vocabulary, and it is fine-tuned with LoRA.
+
+    Parameters
+    ----------
+    base_model : str, optional
+        Local folder of a pretrained causal LM (``save_pretrained`` layout).
+        Never a hub id: nothing is downloaded.
+    hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size : int
+        Shape of the default model (ignored with ``base_model``).
+    rope_theta : float
+        RoPE base of the default model.
+    finetune : {"auto", "full", "lora"}
+        ``"auto"``: full training for the model built from config (its weights
+        are random, so there is nothing to preserve and LoRA would only limit
+        capacity), LoRA for a pretrained ``base_model``.
+    lora : LoraSettings
+        Adapter settings used when fine-tuning with LoRA.
+    load_in_4bit : bool
+        Load ``base_model`` weights in 4 bit (needs bitsandbytes and a GPU).
+    attn_implementation : str
+        ``"sdpa"`` (default) or ``"eager"``.
+    """
+
+    base_model: str | None = None
+    hidden_size: int = 128
+    num_layers: int = 3
+    num_heads: int = 4
+    num_kv_heads: int = 1
+    intermediate_size: int = 384
+    rope_theta: float = 10000.0
+    finetune: str = "auto"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    load_in_4bit: bool = False
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):
+            object.__setattr__(self, "lora", LoraSettings.from_dict(self.lora))
+        _require(self.hidden_size >= 8 and self.num_layers >= 1 and self.intermediate_size >= 1,
+                 "model hidden_size must be >= 8 and num_layers, intermediate_size >= 1")
+        _require(self.num_heads >= 1 and self.hidden_size % self.num_heads == 0,
+                 f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}")
+        _require(self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads == 0,
+                 f"num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads}")
+        _require((self.hidden_size // self.num_heads) % 2 == 0, "the head dimension must be even (RoPE)")
+        _require(self.finetune in ("auto", "full", "lora"),
+                 f"finetune must be 'auto', 'full' or 'lora', got {self.finetune!r}")
+        _require(self.attn_implementation in ("sdpa", "eager"),
+                 f"attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
+        if self.base_model is not None:
+            _require(Path(self.base_model).is_dir(),
+                     f"base_model {self.base_model!r} is not a local folder; pass the folder of a model saved "
+                     "with save_pretrained (mdllm-kit never downloads models)")
+
+    @property
+    def use_lora(self) -> bool:
+        """Whether training uses LoRA adapters (resolves ``finetune="auto"``)."""
+        if self.finetune == "auto":
+            return self.base_model is not None
+        return self.finetune == "lora"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["lora"] = self.lora.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class TrainSettings(_JsonSettings):
+    """How to train: windows, split, optimisation, checkpoints.
+
+    Parameters
+    ----------
+    window_frames : int
+        Context frames ``W``; each training sequence holds ``W + 1``
+        consecutive frames and the model learns to predict frame ``W + 1``
+        (paper: 10). Default 4, for CPUs: with 557 tokens per AdK frame a
+        5-frame window is 2,791 tokens (an 11-frame one would be 6,139), and
+        the default model trains on it at about 5 k tokens/s on one core,
+        ~2 s per step of 4 windows.
+    stride : int
+        Frames between the starts of consecutive windows.
+    val_fraction : float
+        Last fraction of every trajectory (in time) kept for validation;
+        training windows never contain a validation frame.
+    loss_frames : {"all", "last"}
+        Tokens that contribute to the loss: every frame of the window (each
+        frame is a next-frame prediction from the frames before it; more signal
+        per token) or only the last one (strictly the paper's objective).
+    max_steps, batch_size, grad_accum : int
+        Optimiser steps (default 120: about 4-5 minutes on a 2-core CPU
+        with the default model and window), sequences per device per step,
+        accumulation.
+    learning_rate, weight_decay, warmup_ratio, max_grad_norm : float
+        AdamW settings (cosine schedule).
+    eval_steps, save_steps, logging_steps, save_total_limit : int
+        Evaluation / checkpoint / logging interval (steps); checkpoints kept.
+    eval_max_windows : int
+        At most this many validation windows (evenly spaced) are evaluated.
+    rmsd_max_frames : int
+        At most this many teacher-forced next frames are decoded for the RMSD metric.
+    seed : int
+        Seed of initialisation, data order and dropout.
+    bf16, gradient_checkpointing : bool or None
+        ``None``: on when a CUDA GPU is used.
+    dataloader_workers : int
+        Data-loader worker processes.
+    """
+
+    window_frames: int = 4
+    stride: int = 1
+    val_fraction: float = 0.1
+    loss_frames: str = "all"
+    max_steps: int = 120
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    eval_steps: int = 100
+    save_steps: int = 100
+    logging_steps: int = 10
+    save_total_limit: int = 2
+    eval_max_windows: int = 16
+    rmsd_max_frames: int = 16
+    seed: int = 0
+    bf16: bool | None = None
+    gradient_checkpointing: bool | None = None
+    dataloader_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.window_frames >= 1, f"window_frames must be >= 1, got {self.window_frames}")
+        _require(self.stride >= 1, f"stride must be >= 1, got {self.stride}")
+        _require(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        _require(self.loss_frames in ("all", "last"), f"loss_frames must be 'all' or 'last', got {self.loss_frames!r}")
+        for name in ("max_steps", "batch_size", "grad_accum", "eval_steps", "save_steps", "logging_steps",
+                     "save_total_limit", "eval_max_windows", "rmsd_max_frames"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _require(self.weight_decay >= 0 and self.max_grad_norm > 0, "weight_decay must be >= 0 and max_grad_norm > 0")
+        _require(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _require(self.dataloader_workers >= 0, "dataloader_workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class SamplingSettings(_JsonSettings):
+    """How to roll out new trajectories (defaults: the paper's 1.0, 100, 0.95).
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames to generate per walker.
+    n_walkers : int
+        Independent trajectories generated together as one batch.
+    temperature : float
+        Softmax temperature; 0 means greedy (arg-max) decoding.
+    top_k : int
+        Keep the ``top_k`` most likely allowed tokens (0: no limit).
+    top_p : float
+        Nucleus sampling: keep the smallest set of tokens with probability
+        mass ``>= top_p`` (1.0: no limit).
+    context_frames : int, optional
+        Frames of context; default: the training window ``W``.
+    seed : int
+        Random seed. Frame ``i`` uses its own random stream derived from
+        ``(seed, i)``, so a run continued after an interruption produces the
+        same tokens as an uninterrupted one.
+    flush_every : int
+        Frames generated between writes to the output folder.
+    """
+
+    n_frames: int = 100
+    n_walkers: int = 1
+    temperature: float = 1.0
+    top_k: int = 100
+    top_p: float = 0.95
+    context_frames: int | None = None
+    seed: int = 0
+    flush_every: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.n_frames >= 1, f"n_frames must be >= 1, got {self.n_frames}")
+        _require(self.n_walkers >= 1, f"n_walkers must be >= 1, got {self.n_walkers}")
+        _require(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
+        _require(self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}")
+        _require(0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}")
+        _require(self.context_frames is None or self.context_frames >= 1, "context_frames must be >= 1")
+        _require(self.flush_every >= 1, "flush_every must be >= 1")

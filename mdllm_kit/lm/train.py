@@ -1,0 +1,241 @@
+"""Train the language model on rolling windows of tokenized frames (HF Trainer).
+
+The same code runs on one CPU, one GPU, or several processes under
+``torchrun`` / ``accelerate launch`` (DDP; gloo on CPU, NCCL on GPU): the
+Trainer picks the distributed setup up from the environment.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mdtraj as md
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from .bundle import ModelBundle
+from .codec import FrameCodec
+from .config import ModelSettings, TrainSettings
+from .data import make_datasets
+from .model import count_parameters, prepare_model
+
+__all__ = ["encode_trajectories", "train"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def encode_trajectories(trajectories: Any, tokenizer: Any) -> list[np.ndarray]:
+    """Structure tokens of one or several trajectories.
+
+    Parameters
+    ----------
+    trajectories : mdtraj.Trajectory, numpy.ndarray or a sequence of them
+        Trajectories (encoded with ``tokenizer.encode``) or already
+        tokenized frames of shape ``(n_frames, L)``.
+    tokenizer : StructureTokenizer
+
+    Returns
+    -------
+    list of numpy.ndarray of int64, each shape (n_frames_i, L)
+    """
+    if isinstance(trajectories, (md.Trajectory, np.ndarray)):
+        trajectories = [trajectories]
+    out = []
+    for traj in trajectories:
+        tokens = tokenizer.encode(traj) if isinstance(traj, md.Trajectory) else traj
+        out.append(np.asarray(tokens, dtype=np.int64))
+    if not out:
+        raise ModelError("no trajectory given to train on")
+    return out
+
+
+def _training_arguments(out: Path, s: TrainSettings, has_eval: bool, use_gpu: bool, progress: bool,
+                        use_cpu: bool) -> Any:
+    from transformers import TrainingArguments
+
+    bf16 = use_gpu and torch.cuda.is_bf16_supported() if s.bf16 is None else s.bf16
+    checkpointing = use_gpu if s.gradient_checkpointing is None else s.gradient_checkpointing
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(out / CHECKPOINT_DIR), max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate, weight_decay=s.weight_decay,
+        lr_scheduler_type="cosine", warmup_steps=s.warmup_ratio, max_grad_norm=s.max_grad_norm,
+        eval_strategy="steps" if has_eval else "no", eval_steps=s.eval_steps,
+        save_strategy="steps", save_steps=s.save_steps, save_total_limit=s.save_total_limit,
+        logging_strategy="steps", logging_steps=s.logging_steps, report_to="none", seed=s.seed, data_seed=s.seed,
+        bf16=bool(bf16), disable_tqdm=not progress, dataloader_num_workers=s.dataloader_workers,
+        remove_unused_columns=False, use_cpu=use_cpu, ddp_find_unused_parameters=False,
+        include_num_input_tokens_seen=True,
+    )
+    fields = TrainingArguments.__dataclass_fields__
+    if checkpointing:
+        key = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+        kwargs[key] = True
+        kwargs[key + "_kwargs"] = {"use_reentrant": False}
+    if (use_cpu or not torch.cuda.is_available()) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        kwargs["ddp_backend"] = "gloo"
+    if "warmup_ratio" in fields and "warmup_steps" in fields and fields["warmup_steps"].type in ("int", int):
+        kwargs["warmup_ratio"] = kwargs.pop("warmup_steps")  # transformers 4.x
+    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in fields})
+
+
+class _MetricFns:
+    """``preprocess_logits_for_metrics`` and ``compute_metrics`` for next-frame metrics.
+
+    Only the last frame of each validation window is scored: its tokens are
+    predicted by constrained arg-max under teacher forcing (so every
+    prediction decodes), compared token by token with the truth, and the
+    first ``rmsd_max_frames`` are decoded and compared by RMSD (Angstrom,
+    after optimal superposition).
+    """
+
+    def __init__(self, codec: FrameCodec, tokenizer: Any, window_frames: int, rmsd_max_frames: int) -> None:
+        self.codec = codec
+        self.tokenizer = tokenizer
+        self.rmsd_max_frames = rmsd_max_frames
+        seq_len = codec.sequence_length(window_frames + 1)
+        self.first = seq_len - codec.frame_length  # first token of the last frame
+        self.mask = torch.from_numpy(codec.position_mask())
+
+    def preprocess(self, logits: Any, labels: torch.Tensor) -> torch.Tensor:
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        c = self.codec
+        sl = logits[:, self.first - 1: self.first - 1 + c.tokens_per_frame,
+                    c.structure_offset: c.structure_offset + c.n_structure_tokens]
+        sl = sl.float().masked_fill(~self.mask.to(sl.device), float("-inf"))
+        return sl.argmax(-1)
+
+    def compute(self, prediction: Any) -> dict[str, float]:
+        preds = np.asarray(prediction.predictions)
+        labels = np.asarray(prediction.label_ids)
+        c = self.codec
+        truth = labels[:, self.first: self.first + c.tokens_per_frame] - c.structure_offset
+        out = {"next_frame_token_accuracy": float((preds == truth).mean())}
+        n = min(self.rmsd_max_frames, len(preds))
+        if n:
+            try:
+                pred_traj = self.tokenizer.decode(preds[:n])
+                true_traj = self.tokenizer.decode(truth[:n])
+                rmsd = [float(md.rmsd(pred_traj[i], true_traj, frame=i)[0]) * 10.0 for i in range(n)]
+                out["next_frame_rmsd_A"] = float(np.mean(rmsd))
+            except Exception as error:  # a metric must never stop training
+                logger.warning("could not compute the next-frame RMSD: %s", error)
+        return out
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: ModelSettings | None = None,
+          settings: TrainSettings | None = None, *, resume: bool = False, progress: bool = True,
+          callbacks: Sequence[Any] = (), device: str | None = None) -> ModelBundle:
+    """Fine-tune a causal LM to predict frame ``W + 1`` from ``W`` frames and save a model bundle.
+
+    Parameters
+    ----------
+    trajectories : mdtraj.Trajectory, numpy.ndarray or a sequence of them
+        Training trajectories in time order (several are allowed; windows
+        never span two of them), or their structure tokens ``(n_frames, L)``.
+    tokenizer : StructureTokenizer
+        Fitted structure tokenizer (saved into the bundle).
+    out : path-like
+        Output folder: the bundle (see :mod:`mdllm_kit.lm.bundle`) plus
+        ``checkpoints/`` for resuming.
+    model : ModelSettings, optional
+        Model to train (default: small Mistral from config, trained fully).
+    settings : TrainSettings, optional
+        Windows, split and optimisation.
+    resume : bool
+        Continue from the last checkpoint in ``out/checkpoints`` (same
+        settings); with ``False`` an ``out`` that already holds checkpoints
+        is refused.
+    progress : bool
+        Show a live progress bar (tqdm in terminals, a widget in notebooks).
+    callbacks : sequence of transformers.TrainerCallback
+        Extra Trainer callbacks.
+    device : {"cpu", "cuda"}, optional
+        Force a device (default: CUDA when available).
+
+    Returns
+    -------
+    ModelBundle
+        The trained model (also saved to ``out``; loadable with :func:`mdllm_kit.load_bundle`).
+
+    Notes
+    -----
+    Evaluation (every ``eval_steps`` and at the end, on at most
+    ``eval_max_windows`` validation windows from the held-out end of each
+    trajectory) reports ``eval_loss`` (mean cross-entropy per token of frame
+    ``W + 1`` given ``W`` frames, nats), ``eval_next_frame_token_accuracy``
+    (teacher-forced constrained arg-max vs the true tokens) and
+    ``eval_next_frame_rmsd_A`` (RMSD after superposition between the decoded
+    predicted and true frames). Everything logged is in ``metrics.json``.
+    """
+    from transformers import Trainer, default_data_collator
+    from transformers.trainer_utils import get_last_checkpoint
+
+    model_settings = model or ModelSettings()
+    s = settings or TrainSettings()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out / CHECKPOINT_DIR
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if last is not None and not resume:
+        raise ModelError(f"{out} already holds training checkpoints; pass resume=True (--resume) to continue "
+                         "that run, or choose a new output folder")
+    if resume and last is None:
+        logger.warning("resume requested but %s holds no checkpoint: starting from scratch", ckpt_dir)
+
+    token_trajs = encode_trajectories(trajectories, tokenizer)
+    use_cpu = device == "cpu" or not torch.cuda.is_available()
+    torch.manual_seed(s.seed)
+    span_len = FrameCodec.for_tokenizer(tokenizer).sequence_length(s.window_frames + 1)
+    lm, codec = prepare_model(tokenizer, model_settings, max_positions=span_len)
+    train_ds, val_ds, info = make_datasets(token_trajs, codec, s.window_frames, s.stride, s.val_fraction,
+                                           s.loss_frames)
+    eval_ds = val_ds.subset(s.eval_max_windows) if val_ds is not None else None
+    logger.info("%d trajectories: %d training windows (%d frames), %d validation windows (%d frames), "
+                "%d tokens per window", info.n_trajectories, info.train_windows, info.train_frames,
+                info.val_windows, info.val_frames, train_ds.seq_len)
+    if hasattr(lm, "config"):
+        lm.config.use_cache = False
+    fns = _MetricFns(codec, tokenizer, s.window_frames, s.rmsd_max_frames)
+    args = _training_arguments(out, s, eval_ds is not None, not use_cpu, progress, use_cpu)
+    trainer = Trainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      data_collator=default_data_collator, compute_metrics=fns.compute if eval_ds else None,
+                      preprocess_logits_for_metrics=fns.preprocess if eval_ds else None,
+                      callbacks=list(callbacks))
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last if resume else None)
+    seconds = time.perf_counter() - t0
+    final_eval = trainer.evaluate() if eval_ds is not None else {}
+    trainable, total = count_parameters(trainer.model)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_run = trainer.state.global_step - (int(Path(last).name.split("-")[-1]) if (resume and last) else 0)
+    tokens = steps_run * s.batch_size * s.grad_accum * world * train_ds.seq_len
+    metrics = {
+        "split": info.__dict__, "tokens_per_window": train_ds.seq_len,
+        "parameters": {"trainable": trainable, "total": total},
+        "finetune": "lora" if model_settings.use_lora else "full",
+        "train": {k: v for k, v in result.metrics.items()},
+        "train_tokens_per_s": tokens / seconds if seconds > 0 else None,
+        "global_step": trainer.state.global_step, "world_size": world,
+        "final_eval": final_eval, "log_history": trainer.state.log_history,
+    }
+    seed_tokens = token_trajs[-1][: len(token_trajs[-1]) - int(round(len(token_trajs[-1]) * s.val_fraction))]
+    bundle = ModelBundle(trainer.model, tokenizer, codec, model_settings, s, metrics,
+                         seed_tokens[-s.window_frames:], out)
+    if trainer.is_world_process_zero() and _is_main_process():
+        bundle.save(out)
+    trainer.accelerator.wait_for_everyone()
+    bundle.model.eval()
+    return bundle

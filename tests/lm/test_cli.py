@@ -1,0 +1,46 @@
+import argparse
+
+import numpy as np
+import pytest
+
+from mdllm_kit.lm import cli as lm_cli
+from mdllm_kit.lm.sampler import GeneratedEnsemble
+from toy_tokenizer import ToyTokenizer
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="mdllm")
+    lm_cli.add_lm_commands(parser.add_subparsers(dest="command"))
+    return parser
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--out" in capsys.readouterr().out
+
+
+def test_train_then_sample(tmp_path, toy_traj, toy_tok, monkeypatch, capsys):
+    toy_traj.save_xtc(str(tmp_path / "traj.xtc"))
+    toy_traj[0].save_pdb(str(tmp_path / "top.pdb"))
+    toy_tok.save_pretrained(tmp_path / "tok")
+    monkeypatch.setattr(lm_cli, "load_tokenizer", ToyTokenizer.from_pretrained)
+    parser = _parser()
+    args = parser.parse_args([
+        "train", str(tmp_path / "traj.xtc"), "--top", str(tmp_path / "top.pdb"), "--tokenizer", str(tmp_path / "tok"),
+        "--out", str(tmp_path / "bundle"), "--max-steps", "2", "--window", "2", "--hidden-size", "32",
+        "--layers", "1", "--heads", "2", "--kv-heads", "1", "--intermediate-size", "32", "--eval-steps", "2",
+        "--save-steps", "2", "--no-progress", "--device", "cpu"])
+    assert args.func(args) == 0
+    assert (tmp_path / "bundle" / "bundle.json").exists()
+    args = parser.parse_args([
+        "sample", str(tmp_path / "bundle"), "--n-frames", "3", "--walkers", "2", "--seed", "4", "--temperature",
+        "1.0", "--top-k", "20", "--top-p", "0.9", "--out", str(tmp_path / "gen"), "--no-progress", "--device", "cpu"])
+    assert args.func(args) == 0
+    ens = GeneratedEnsemble.load(tmp_path / "gen")
+    assert ens.tokens.shape == (2, 3, toy_tok.tokens_per_frame)
+    assert ens.trajectory.n_frames == 6
+    assert "trajectory.xtc" in capsys.readouterr().out
+    assert np.isfinite(ens.log_likelihood).all()

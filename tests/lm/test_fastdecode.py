@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import torch
+
+from mdllm_kit.lm.fastdecode import StaticDecoder
+from mdllm_kit.lm.sampler import Sampler
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_matches_hf_forward(kv_heads):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=30, hidden_size=32, intermediate_size=48,
+                                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=kv_heads,
+                                             sliding_window=None)).eval()
+    assert StaticDecoder.supports(model, 64)
+    ids = torch.randint(0, 30, (3, 12))
+    dec = StaticDecoder(model, batch=3, max_len=16)
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        torch.testing.assert_close(dec.forward(ids[:, :8], reset=True), full[:, 7], rtol=1e-4, atol=1e-5)
+        for t in range(8, 12):
+            torch.testing.assert_close(dec.forward(ids[:, t:t + 1]), full[:, t], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(dec.forward(ids[:, :5], reset=True), full[:, 4], rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_models_fall_back():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    model = MistralForCausalLM(MistralConfig(vocab_size=30, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                             num_attention_heads=2, num_key_value_heads=1, sliding_window=16))
+    assert not StaticDecoder.supports(model, 64)
+    assert StaticDecoder.supports(model, 16)
+
+
+def test_fast_and_hf_paths_sample_the_same(trained_bundle):
+    fast = Sampler(trained_bundle).sample(n_frames=2, n_walkers=2, seed=9)
+    slow = Sampler(trained_bundle, fast=False).sample(n_frames=2, n_walkers=2, seed=9)
+    np.testing.assert_array_equal(fast.tokens, slow.tokens)
+    np.testing.assert_allclose(fast.log_likelihood, slow.log_likelihood, rtol=1e-5)

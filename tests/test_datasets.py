@@ -120,7 +120,7 @@ def test_equilibrium(runs, metadata):
     assert kin["n_transitions"] == meta["n_transitions"]
     for i, name in enumerate(datasets.ADK_STATE_NAMES):
         assert np.mean(states == i) == pytest.approx(meta["populations"][name], abs=1e-6)
-    assert min(meta["populations"]["closed"], meta["populations"]["open"]) > 0.1
+    assert min(meta["populations"]["closed"], meta["populations"]["open"]) > 0.05  # both states sampled
     for name in ("closed", "open"):
         assert meta["mean_dwell_ps"][name] == pytest.approx(kin["mean_dwell_ps"][name])
 

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "anchor_gradients",
     "anchor_jacobian",
+    "joint_twists",
     "build_chain",
     "internal_coordinates",
     "pair_distances",
@@ -164,6 +166,56 @@ def anchor_jacobian(xyz: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     m_p = (a[:, None] <= i_p[None] + 1) & (c[:, None] > i_p[None] + 1)
     j_p = (torch.einsum("fkc,fic->fki", cu, ei) - torch.einsum("fkc,fic->fki", u, torch.linalg.cross(ei, xi1))) * m_p
     return torch.cat((j_b, j_t, j_p), dim=-1)
+
+
+def joint_twists(xyz: torch.Tensor) -> torch.Tensor:
+    """Rigid motion that each internal coordinate applies to the atoms after it.
+
+    Bond ``b[i]`` translates atoms ``> i`` along the bond; the angle at atom
+    ``i`` turns atoms ``> i`` about the normal of the angle plane through
+    ``x[i]``; the dihedral about bond ``(i, i+1)`` turns atoms ``> i+1``
+    about the bond. Each motion is a twist ``(w, v)``: a moving point ``y``
+    gets velocity ``w x y + v``. With :func:`anchor_gradients` ``g``, the
+    Jacobian of :func:`anchor_jacobian` is ``g[k] . twist[p]`` wherever
+    the pair straddles the coordinate's pivot, and 0 elsewhere.
+
+    Parameters
+    ----------
+    xyz : torch.Tensor, shape (n_frames, n, 3)
+        Coordinates (nm).
+
+    Returns
+    -------
+    torch.Tensor, shape (n_frames, 3 n - 6, 6)
+        Twists of the packed ``(bonds, angles, dihedrals)`` (rad and nm per unit).
+    """
+    d = xyz[:, 1:] - xyz[:, :-1]
+    e = _unit(d)
+    zero = torch.zeros_like(e)
+    nrm = _unit(torch.linalg.cross(xyz[:, :-2] - xyz[:, 1:-1], xyz[:, 2:] - xyz[:, 1:-1]))
+    ang = torch.cat((nrm, -torch.linalg.cross(nrm, xyz[:, 1:-1])), dim=-1)
+    ei = e[:, 1:-1]
+    dih = torch.cat((ei, -torch.linalg.cross(ei, xyz[:, 2:-1])), dim=-1)
+    return torch.cat((torch.cat((zero, e), dim=-1), ang, dih), dim=1)
+
+
+def anchor_gradients(xyz: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Gradient of each pair distance with respect to a twist of its second atom.
+
+    Parameters
+    ----------
+    xyz : torch.Tensor, shape (n_frames, n, 3)
+        Coordinates (nm).
+    pairs : torch.Tensor of int, shape (k, 2)
+
+    Returns
+    -------
+    torch.Tensor, shape (n_frames, k, 6)
+        ``(x_c x u, u)`` with ``u`` the unit vector from ``x_a`` to ``x_c``.
+    """
+    xc = xyz[:, pairs[:, 1]]
+    u = _unit(xc - xyz[:, pairs[:, 0]])
+    return torch.cat((torch.linalg.cross(xc, u), u), dim=-1)
 
 
 def peptide_frames(ca: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import TokenizerError
 from .config import TokenizerConfig
-from .decode import place_backbone, refine_chain
+from .decode import place_backbone, refine_chain, rotation_grid
 from .geometry import internal_coordinates, pair_distances, plane_angles
 from .quantize import UniformBins
 
@@ -31,7 +31,7 @@ __all__ = ["StructureTokenizer", "anchor_pairs"]
 logger = logging.getLogger(__name__)
 
 FORMAT = "mdllm-structure-tokenizer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: segment realignment in the decoder (same tokens, different coordinates)
 CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_FILE = "tokenizer.safetensors"
 _BACKBONE = ("N", "CA", "C", "O")
@@ -99,10 +99,13 @@ class StructureTokenizer:
         range; ``valid_token_ranges()`` gives ``[lo, hi)`` per position.
 
     Decoder
-        Chain building from the local tokens, then a fixed number of
-        Gauss-Newton steps on the internal coordinates that fit the anchor
-        distances (:func:`~mdllm_kit.tokenizer.decode.refine_chain`). No
-        structure is stored, nothing is random.
+        Chain building from the local tokens, repair of single wrong joint
+        tokens and rigid realignment around corrupt landmark segments from
+        the anchors (so a wrong token stays a local error), then a fixed
+        number of Gauss-Newton steps on the internal coordinates that fit
+        the anchor distances
+        (:func:`~mdllm_kit.tokenizer.decode.refine_chain`). No structure is
+        stored, nothing is random.
 
     Parameters
     ----------
@@ -464,6 +467,31 @@ class StructureTokenizer:
         return arr
 
     # ------------------------------------------------------------- decoding
+    def _robust_settings(self, dev: torch.device) -> tuple[dict | None, dict | None]:
+        """Keyword arguments of the hinge repair and of the segment realignment (``None``: off)."""
+        c = self.config
+        if c.repair_tolerance_nm is None:
+            return None, None
+        # chain drift from bond lengths (not encoded) grows with their spread
+        tolerance = max(c.repair_tolerance_nm, 3.0 * float(self._tensors["bond_sigma"][0]) * math.sqrt(c.anchor_stride))
+        a_lo, a_hi = (math.radians(v) for v in c.angle_range_deg)
+        g = c.repair_grid
+        repair = {
+            "angle_grid": torch.linspace(a_lo, a_hi, g, dtype=torch.float64, device=dev),
+            "dihedral_grid": -math.pi + (torch.arange(2 * g, dtype=torch.float64, device=dev) + 0.5) * (math.pi / g),
+            "tolerance": tolerance,
+            "max_span": c.local_span,
+        }
+        realign = None
+        if c.realign_fraction is not None:
+            realign = {
+                "tolerance": tolerance, "detect_span": c.local_span, "fraction": c.realign_fraction,
+                "rotations": rotation_grid(c.realign_starts, torch.float64, dev), "iterations": c.realign_iterations,
+                "scale": c.realign_scale_nm, "fit_span": c.realign_span, "loose_sigma": c.loose_sigma_rad,
+                "extra_iterations": c.realign_refine_iterations,
+            }
+        return repair, realign
+
     def decode(self, tokens: np.ndarray | torch.Tensor, progress: Progress | None = None) -> md.Trajectory:
         """Coordinates of token frames; the same tokens always give the same coordinates.
 
@@ -492,19 +520,7 @@ class StructureTokenizer:
             torch.full((n - 2,), q["angle"].rms_error, dtype=torch.float64),
             torch.full((n - 3,), q["dihedral"].rms_error, dtype=torch.float64),
         )).to(dev)
-        repair = None
-        if self.config.repair_tolerance_nm is not None:
-            a_lo, a_hi = (math.radians(v) for v in self.config.angle_range_deg)
-            g = self.config.repair_grid
-            repair = {
-                "angle_grid": torch.linspace(a_lo, a_hi, g, dtype=torch.float64, device=dev),
-                "dihedral_grid": -math.pi + (torch.arange(2 * g, dtype=torch.float64, device=dev) + 0.5) * (math.pi / g),
-                # chain drift from bond lengths (not encoded) grows with their spread
-                "tolerance": max(
-                    self.config.repair_tolerance_nm,
-                    3.0 * float(self._tensors["bond_sigma"][0]) * math.sqrt(self.config.anchor_stride),
-                ),
-            }
+        repair, realign = self._robust_settings(dev)
         n_atoms = 4 if self.mode == "backbone" else 1
         out = np.empty((arr.shape[0], n * n_atoms, 3), dtype=np.float32)
         bs = self.config.batch_size
@@ -523,7 +539,7 @@ class StructureTokenizer:
             q0 = torch.cat((bond.expand(f, -1), ang, dih), dim=1)
             ca = refine_chain(
                 q0, sigma, pairs, dst, q["distance"].rms_error, self.config.refine_iterations,
-                repair=repair, robust_scale=self.config.robust_scale_nm,
+                repair=repair, robust_scale=self.config.robust_scale_nm, realign=realign,
             )
             if self.mode == "backbone":
                 bb = place_backbone(ca, q["plane"].decode(planes), self._tensors["backbone_template"].to(dev))

@@ -41,6 +41,7 @@ downloaded.
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,11 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .errors import DatasetError
 
 __all__ = [
+    "export_adk",
     "ADK_CG_RUNS",
     "ADK_STATE_NAMES",
     "BASIN_RMSD_A",
@@ -277,3 +280,28 @@ def core_transitions(states: np.ndarray, time_per_frame: float = 1.0) -> dict[st
         "mean_dwell_ps": {k: (float(np.mean(v)) if v else None) for k, v in dwell.items()},
         "n_dwells": {k: len(v) for k, v in dwell.items()},
     }
+
+
+def export_adk(out_dir: str | os.PathLike) -> list[Path]:
+    """Write the bundled AdK data to ordinary files, for the command line.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Destination folder (created if missing).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written files: ``adk_cg_ca.pdb`` (Calpha topology),
+        ``adk_cg_closed_train.xtc``, ``adk_cg_equilibrium.xtc``,
+        ``adk_cg_metadata.json``, ``adk_closed.pdb`` and ``adk_open.pdb``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [_CG_TOPOLOGY, *(f"adk_cg_{run}.xtc" for run in ADK_CG_RUNS), _CG_METADATA,
+             "adk_closed.pdb", "adk_open.pdb"]
+    written = []
+    for name in names:
+        written.append(atomic_write_bytes(out / name, data_path(_ADK, name).read_bytes()))
+    return written

@@ -38,3 +38,15 @@ def test_atomic_write_json_round_trip_and_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "bad.json", {"x": float("nan")})
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "p.txt", "x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "p.txt").stat().st_mode) == 0o644

@@ -20,7 +20,7 @@ def test_demo_writes_report_and_metrics(demo_run):
     html = (out / "report.html").read_text()
     assert html.count("<script") >= 1 and "Plotly.newPlot" in html
     assert "adenylate kinase" in html.lower()
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model", "report.html", "samples"]
 
 
 def test_demo_data_stage_describes_the_training_gap(demo_run):
@@ -60,3 +60,24 @@ def test_demo_tokenizer_stage_represents_the_unseen_open_state(demo_run):
     assert tok["closed_train"]["rmsd_mean_A"] < 0.5
     assert tok["open_crystal_rmsd_A"] < 1.0
     assert tok["closed_train"]["bonds_physical_fraction"] > 0.95
+
+
+def test_demo_trains_a_bundle_and_samples_decodable_frames(demo_run):
+    import mdllm_kit as mk
+
+    out, metrics = demo_run
+    assert metrics["training"]["steps"] == 4
+    assert metrics["training"]["finetune"] == "full"
+    bundle = mk.load_bundle(out / "model")
+    assert bundle.tokenizer.tokens_per_frame == metrics["tokenizer"]["tokens_per_frame"]
+    sampling = metrics["sampling"]
+    assert sampling["frames_generated"] == 2 * 3
+    assert sampling["frames_decoded_fraction"] == 1.0
+    ensemble = mk.GeneratedEnsemble.load(out / "samples")
+    assert ensemble.tokens.shape == (2, 3, metrics["tokenizer"]["tokens_per_frame"])
+    # the reported minimum RMSD is the one of the frames on disk
+    from mdllm_kit.analysis import rmsd_to_references
+
+    rmsd = rmsd_to_references(ensemble.trajectory, mk.datasets.adk_references())
+    assert sampling["min_rmsd_A"]["open"] == pytest.approx(rmsd["open"].min() * 10, abs=1e-3)
+    assert sampling["reached_within_3A"]["open"] == bool(rmsd["open"].min() < 0.3)

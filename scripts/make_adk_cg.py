@@ -55,6 +55,7 @@ import numpy as np
 import openmm
 
 from mdllm_kit import cgmodel, datasets
+from mdllm_kit.atomic import atomic_path
 
 logger = logging.getLogger("make_adk_cg")
 
@@ -69,17 +70,8 @@ TRAIN_OFFSET = 60.0
 
 
 def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; use the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def _job_key(job: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path, atomic_write_json
 from ..errors import TokenizerError
 from .config import TokenizerConfig
 from .decode import place_backbone, refine_chain, rotation_grid
@@ -66,17 +66,6 @@ def _report(progress: Progress | None, done: int, total: int, step: int) -> None
     else:
         progress(done, total)
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class StructureTokenizer:
@@ -644,15 +633,9 @@ class StructureTokenizer:
         d.mkdir(parents=True, exist_ok=True)
         meta = {"config": self.config.to_dict(), "fitted": fitted, "fingerprint": self.fingerprint}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._tensors.items()}
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{WEIGHTS_FILE}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"format": FORMAT, "fingerprint": meta["fingerprint"]})
-            os.replace(tmp, d / WEIGHTS_FILE)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        _atomic_write_bytes(d / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        with atomic_path(d / WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "fingerprint": meta["fingerprint"]})
+        atomic_write_json(d / CONFIG_FILE, meta)
         return d
 
     @classmethod

@@ -37,6 +37,9 @@ PIPELINE_STAGES: tuple[str, ...] = ("data", "tokenizer", "training", "sampling",
 #: open-basin frames when measuring tokenizer fidelity on the unseen state.
 OPEN_BASIN_CUTOFF_NM = 0.25
 
+#: Validation metrics of the trainer shown in the report.
+EVAL_METRICS: tuple[str, ...] = ("eval_loss", "eval_next_frame_token_accuracy", "eval_next_frame_rmsd_A")
+
 #: A generated frame within this Calpha RMSD (nm) of a crystal structure
 #: reaches that state (the paper's criterion: < 3 A).
 STATE_REACHED_NM = 0.3
@@ -238,7 +241,7 @@ def training_stage(config: DemoConfig, data: StageResult, tok: StageResult, out:
         "parameters": bundle.metrics["parameters"],
         "finetune": bundle.metrics["finetune"],
         "train_tokens_per_s": bundle.metrics["train_tokens_per_s"],
-        "final_eval": {k: float(v) for k, v in final.items() if isinstance(v, (int, float))},
+        "final_eval": {k: float(final[k]) for k in EVAL_METRICS if k in final},
         "bundle": str(out / "model"),
     }
     table = {"optimiser steps": metrics["steps"], "context (frames)": settings.window_frames,

@@ -68,6 +68,8 @@ def test_demo_trains_a_bundle_and_samples_decodable_frames(demo_run):
     out, metrics = demo_run
     assert metrics["training"]["steps"] == 4
     assert metrics["training"]["finetune"] == "full"
+    assert set(metrics["training"]["final_eval"]) == {
+        "eval_loss", "eval_next_frame_token_accuracy", "eval_next_frame_rmsd_A"}
     bundle = mk.load_bundle(out / "model")
     assert bundle.tokenizer.tokens_per_frame == metrics["tokenizer"]["tokens_per_frame"]
     sampling = metrics["sampling"]

@@ -103,7 +103,8 @@ def add_lm_commands(subparsers: Any) -> None:
         "train", help="train the language model on tokenized trajectories",
         description="Fine-tune a causal language model to predict the next frame from a window of W frames "
                     "and write a model bundle (weights, tokenizer, codec, settings, metrics) to OUT. "
-                    "Runs under torchrun / accelerate launch for several GPUs or processes.",
+                    "Runs unchanged under torchrun / accelerate launch for several GPUs or processes, e.g. "
+                    "torchrun --nproc_per_node 2 -m mdllm_kit.cli train ...",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     tr.add_argument("traj", nargs="+", help="training trajectories, in time order (xtc, dcd, h5, pdb, ...)")
     tr.add_argument("--top", default=None, help="topology for coordinate-only trajectory files")
@@ -163,24 +164,3 @@ def add_lm_commands(subparsers: Any) -> None:
     sa.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
     sa.add_argument("--no-progress", action="store_true", help="no progress bar")
     sa.set_defaults(func=_cmd_sample)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m mdllm_kit.lm.cli train ...``), e.g. under ``torchrun``."""
-    import sys
-
-    from ..errors import MdllmError
-
-    parser = argparse.ArgumentParser(prog="python -m mdllm_kit.lm.cli")
-    add_lm_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except MdllmError as error:
-        print(f"mdllm: error: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -225,11 +226,19 @@ def tokenizer_stage(config: DemoConfig, data: StageResult) -> StageResult:
     return StageResult("tokenizer", metrics, section, extras={"tokenizer": tokenizer})
 
 
+def _clear_previous(path: Path) -> None:
+    """Remove a model or sample folder left by an earlier demo run in the same output folder."""
+    if path.exists():
+        logger.info("replacing %s from an earlier demo run", path)
+        shutil.rmtree(path)
+
+
 def training_stage(config: DemoConfig, data: StageResult, tok: StageResult, out: Path) -> StageResult:
     """Train the default language model on the closed-basin training run."""
     from .lm import TrainSettings, train
 
     quick = {"window_frames": 2, "batch_size": 1, "eval_max_windows": 2, "rmsd_max_frames": 2} if config.quick else {}
+    _clear_previous(out / "model")
     settings = TrainSettings(max_steps=config.n_train_steps, seed=config.seed,
                              eval_steps=config.n_train_steps, save_steps=config.n_train_steps, **quick)
     bundle = train(data.extras["runs"]["closed_train"], tok.extras["tokenizer"], out / "model",
@@ -264,6 +273,7 @@ def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     from .tokenizer.metrics import bond_ok_fraction
 
     params = config.sampling
+    _clear_previous(out / "samples")
     ensemble = Sampler(trained.extras["bundle"]).sample(out=out / "samples", **params)
     refs = data.extras["references"]
     rmsd = rmsd_to_references(ensemble.trajectory, refs)

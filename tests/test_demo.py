@@ -46,10 +46,12 @@ def test_demo_config_is_validated():
         DemoConfig(seed=-1)
 
 
-def test_demo_command(tmp_path, capsys):
-    assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 0
-    assert "report.html" in capsys.readouterr().out
-    assert (tmp_path / "d" / "metrics.json").exists()
+def test_demo_command_runs_again_in_the_same_folder(tmp_path, capsys):
+    out = tmp_path / "d"
+    for _ in range(2):  # a second `make demo` replaces the first run's model and samples
+        assert main(["demo", "--quick", "--out", str(out)]) == 0
+        assert "report.html" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["sampling"]["frames_generated"] == 6
 
 
 def test_demo_tokenizer_stage_represents_the_unseen_open_state(demo_run):

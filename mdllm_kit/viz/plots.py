@@ -78,7 +78,7 @@ def rmsd_pair_map(
     for label, (a, b) in (markers or {}).items():
         fig.add_trace(
             go.Scatter(
-                x=[a * NM_TO_A], y=[b * NM_TO_A], mode="markers+text", text=[label], textposition="top center",
+                x=[a * NM_TO_A], y=[b * NM_TO_A], mode="markers+text", text=[label], textposition="top right",
                 marker={"size": 14, "symbol": "star", "line": {"width": 1, "color": "black"}}, name=label,
             )
         )

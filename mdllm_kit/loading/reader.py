@@ -6,26 +6,6 @@ checks the data on the way, raising :class:`~mdllm_kit.errors.TrajectoryError`
 with a message that names the problem and the fix.
 
 Units are mdtraj's: nm and ps.
-
-Making molecules whole
-----------------------
-MD engines write atoms wrapped into the periodic cell, so a protein is split
-across the cell faces. The loader rebuilds it without relying on topology bonds
-(which are missing for residue names a topology reader does not know):
-
-1. within each chain, the anchor atom of each residue (CA, or the first atom
-   of residues without one) is placed at the minimum image of the previous
-   residue's anchor;
-2. every atom is placed at the minimum image of its residue's anchor;
-3. each chain (and each non-polymer residue in the selection) is moved to the
-   periodic image whose centroid is nearest the centroid of the chains placed
-   before it, so complexes stay together;
-4. whole frames are translated by lattice vectors so the first anchor does not
-   jump between frames.
-
-This is exact as long as consecutive CA atoms, and every atom and its CA, are
-closer than half the narrowest width of the cell (about 0.8 nm is needed; real
-solvated cells are several nm wide). Any triclinic cell works.
 """
 from __future__ import annotations
 
@@ -35,23 +15,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 import mdtraj as md
 import numpy as np
 
-from .errors import TrajectoryError
+from ..errors import TrajectoryError
 
-__all__ = [
-    "ChainBreak",
-    "LoadReport",
-    "TrajectoryFileNotFoundError",
-    "check_backbone",
-    "describe_trajectory",
-    "find_chain_breaks",
-    "load_trajectory",
-    "missing_backbone_atoms",
-]
+from .checks import (
+    _DEFAULT_BACKBONE,
+    _PEPTIDE_BOND_MAX_NM,
+    ChainBreak,
+    _atom,
+    _has_backbone_names,
+    _label,
+    _listing,
+    check_backbone,
+    find_chain_breaks,
+)
+from .pbc import _box_vectors, _cell_widths, _make_whole
 
 logger = logging.getLogger(__name__)
 
@@ -67,56 +49,11 @@ TOPOLOGY_TRAJECTORY_FORMATS: frozenset[str] = frozenset(
 #: Extensions mdtraj reads as topology only (``top=``).
 TOPOLOGY_ONLY_FORMATS: frozenset[str] = frozenset({".prmtop", ".parm7", ".prm7", ".psf"})
 
-#: Alternative names accepted for backbone atoms (C-terminal oxygens of
-#: CHARMM ``OT1/OT2``, GROMOS/OPLS ``OC1/OC2``, Amber ``OXT``).
-BACKBONE_ALIASES: dict[str, frozenset[str]] = {
-    "O": frozenset({"O", "OT1", "OT2", "OC1", "OC2", "O1", "O2", "OXT"}),
-}
-#: Capping groups: protein residues without a full backbone, never checked.
-CAP_RESIDUES: frozenset[str] = frozenset({"ACE", "NME", "NMA", "NH2", "FOR", "NHE", "CT3"})
-
-_PEPTIDE_BOND_MAX_NM = 0.2  # C-N peptide bond is 0.133 nm
-_CA_CA_MAX_NM = 0.5  # consecutive CA: 0.38 nm (trans), 0.29 nm (cis); CA(i)-CA(i+2) >= 0.5 nm
-_DEFAULT_BACKBONE = ("N", "CA", "C", "O")
 _MIN_CELL_WIDTH_NM = 1.6
-_MAX_LISTED = 20
 
 
 class TrajectoryFileNotFoundError(TrajectoryError, FileNotFoundError):
     """A trajectory or topology path does not exist (a TrajectoryError and a FileNotFoundError)."""
-
-
-@dataclass(frozen=True)
-class ChainBreak:
-    """A gap between two residues that follow each other in a chain.
-
-    Attributes
-    ----------
-    chain_index : int
-        Index of the chain in the topology.
-    before, after : str
-        Labels (``"ALA12"``) of the residues on either side of the gap.
-    residue_indices : tuple of int
-        Topology indices of those two residues.
-    atoms : tuple of str
-        The atoms whose distance was measured: ``("C", "N")``, or
-        ``("CA", "CA")`` where a residue lacks C or N (Calpha-only models).
-    distance_nm : float
-        Their distance in nm (minimum image if the frame has a unit cell).
-    """
-
-    chain_index: int
-    before: str
-    after: str
-    residue_indices: tuple[int, int]
-    atoms: tuple[str, str]
-    distance_nm: float
-
-    def __str__(self) -> str:
-        return (
-            f"{self.before}-{self.after} in chain {self.chain_index} "
-            f"({self.atoms[0]}-{self.atoms[1]} {self.distance_nm:.2f} nm)"
-        )
 
 
 @dataclass(frozen=True)
@@ -175,21 +112,6 @@ def _supported_extensions() -> list[str]:
     return sorted(FormatRegistry.loaders)
 
 
-def _label(residue: md.core.topology.Residue, multi_chain: bool) -> str:
-    label = f"{residue.name}{residue.resSeq}"
-    if multi_chain:
-        chain_id = getattr(residue.chain, "chain_id", None) or str(residue.chain.index)
-        label = f"{chain_id}:{label}"
-    return label
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    if len(items) > _MAX_LISTED:
-        shown += f", ... ({len(items) - _MAX_LISTED} more)"
-    return shown
-
-
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise TrajectoryFileNotFoundError(f"{what} file {str(path)!r} does not exist; check the path")
@@ -198,243 +120,6 @@ def _check_file(path: Path, what: str) -> None:
             f"{what} file {str(path)!r} is empty (0 bytes): the run may have stopped before "
             "writing anything, or the copy failed; use a complete file"
         )
-
-
-def _minimum_image(d: np.ndarray, box: np.ndarray, inv: np.ndarray | None = None) -> np.ndarray:
-    """Shortest periodic image of difference vectors.
-
-    ``d`` has shape (n_frames, m, 3) and ``box`` (n_frames, 3, 3) with the box
-    vectors as rows (``inv`` is its inverse, if already computed). Exact for
-    vectors shorter than half the narrowest cell width, which is all this
-    module relies on.
-    """
-    if inv is None:
-        inv = np.linalg.inv(box)
-    frac = d @ inv  # batched over frames: (f, m, 3) @ (f, 3, 3)
-    frac -= np.round(frac)
-    return frac @ box
-
-
-def _box_vectors(traj: md.Trajectory) -> np.ndarray | None:
-    """Box vectors (n_frames, 3, 3) in nm as rows, or None.
-
-    Same convention as ``traj.unitcell_vectors`` (a along x, b in the xy
-    plane) but vectorized: mdtraj's property checks each frame's angles in a
-    Python loop, which takes seconds for long trajectories.
-    """
-    if traj.unitcell_lengths is None or traj.unitcell_angles is None:
-        return None
-    a, b, c = (traj.unitcell_lengths[:, i].astype(np.float64) for i in range(3))
-    alpha, beta, gamma = (np.radians(traj.unitcell_angles[:, i].astype(np.float64)) for i in range(3))
-    cos_a, cos_b, cos_g, sin_g = np.cos(alpha), np.cos(beta), np.cos(gamma), np.sin(gamma)
-    box = np.zeros((traj.n_frames, 3, 3))
-    box[:, 0, 0] = a
-    box[:, 1, 0] = b * cos_g
-    box[:, 1, 1] = b * sin_g
-    box[:, 2, 0] = c * cos_b
-    cy = (cos_a - cos_b * cos_g) / sin_g
-    box[:, 2, 1] = c * cy
-    box[:, 2, 2] = c * np.sqrt(np.clip(1.0 - cos_b**2 - cy**2, 0.0, None))
-    box[np.abs(box) < 1e-6] = 0.0
-    return box
-
-
-def _cell_widths(box: np.ndarray) -> np.ndarray:
-    """Perpendicular widths of each cell, shape (n_frames, 3), from box vectors (n_frames, 3, 3)."""
-    volume = np.abs(np.linalg.det(box))
-    widths = np.empty(box.shape[:2])
-    for i in range(3):
-        j, k = (i + 1) % 3, (i + 2) % 3
-        area = np.linalg.norm(np.cross(box[:, j], box[:, k]), axis=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            widths[:, i] = np.where(area > 0, volume / area, 0.0)
-    return widths
-
-
-def _has_backbone_names(residue: md.core.topology.Residue, names: Sequence[str]) -> bool:
-    present = {a.name for a in residue.atoms}
-    return all(n in present for n in names)
-
-
-def _atom(residue: md.core.topology.Residue, name: str) -> int | None:
-    for atom in residue.atoms:
-        if atom.name == name:
-            return atom.index
-    return None
-
-
-# --------------------------------------------------------------------------- public checks
-
-
-def missing_backbone_atoms(
-    topology: md.Topology, atoms: Sequence[str] = _DEFAULT_BACKBONE
-) -> dict[str, tuple[str, ...]]:
-    """Backbone atoms missing from the protein residues of a topology.
-
-    Parameters
-    ----------
-    topology : mdtraj.Topology
-        Topology to check. Residues that are not amino acids (water, ions,
-        ligands) and capping groups (ACE, NME, ...) are skipped. A residue
-        counts as an amino acid if mdtraj knows its name as protein or it has
-        atoms named N, CA and C.
-    atoms : sequence of str
-        Required atom names. ``"O"`` is also satisfied by C-terminal oxygen
-        names (OT1, OT2, OC1, OC2, OXT).
-
-    Returns
-    -------
-    dict of str to tuple of str
-        Residue label (``"ALA12"``, or ``"B:ALA12"`` with several chains) to
-        the missing names, in topology order; empty if nothing is missing.
-    """
-    multi_chain = topology.n_chains > 1
-    missing: dict[str, tuple[str, ...]] = {}
-    for residue in topology.residues:
-        if residue.name in CAP_RESIDUES:
-            continue
-        if not (residue.is_protein or _has_backbone_names(residue, ("N", "CA", "C"))):
-            continue
-        present = {a.name for a in residue.atoms}
-        lacking = tuple(
-            name for name in atoms if not (present & BACKBONE_ALIASES.get(name, frozenset({name})))
-        )
-        if lacking:
-            missing[_label(residue, multi_chain)] = lacking
-    return missing
-
-
-def check_backbone(topology: md.Topology, atoms: Sequence[str] = _DEFAULT_BACKBONE) -> None:
-    """Raise if protein residues lack backbone atoms.
-
-    Parameters
-    ----------
-    topology : mdtraj.Topology
-        Topology to check (see :func:`missing_backbone_atoms` for which
-        residues are checked).
-    atoms : sequence of str
-        Required atom names, e.g. ``("N", "CA", "C", "O")`` for all-atom or
-        heavy-atom models, ``("CA",)`` for Calpha models.
-
-    Raises
-    ------
-    TrajectoryError
-        Listing each residue and the atoms it lacks.
-    """
-    missing = missing_backbone_atoms(topology, atoms)
-    if missing:
-        listed = _listing([f"{label} ({', '.join(names)})" for label, names in missing.items()])
-        raise TrajectoryError(
-            f"residues missing backbone atoms: {listed}. The structure is incomplete "
-            "(e.g. atoms unresolved in a crystal structure): rebuild them (PDBFixer, "
-            "MODELLER), leave those residues out with selection=..., or pass "
-            "require_backbone=None to skip this check"
-        )
-
-
-def find_chain_breaks(
-    traj: md.Trajectory,
-    *,
-    frame: int = 0,
-    peptide_cutoff_nm: float = _PEPTIDE_BOND_MAX_NM,
-    ca_cutoff_nm: float = _CA_CA_MAX_NM,
-) -> list[ChainBreak]:
-    """Gaps between residues that follow each other in a chain.
-
-    Consecutive amino-acid residues of a chain are bonded C(i)-N(i+1)
-    (0.133 nm). A longer distance means residues are missing (unresolved
-    loops) or two molecules share a chain (GRO files have no chain IDs).
-
-    Parameters
-    ----------
-    traj : mdtraj.Trajectory
-        Trajectory; only ``frame`` is measured.
-    frame : int
-        Frame to measure.
-    peptide_cutoff_nm : float
-        C-N distance (nm) above which two residues are not bonded.
-    ca_cutoff_nm : float
-        CA-CA distance (nm) used instead where a residue has no C or N
-        (Calpha-only models).
-
-    Returns
-    -------
-    list of ChainBreak
-        In topology order; empty if every chain is continuous.
-    """
-    top = traj.topology
-    multi_chain = top.n_chains > 1
-    pairs: list[tuple[int, int]] = []
-    meta: list[tuple[int, md.core.topology.Residue, md.core.topology.Residue, tuple[str, str], float]] = []
-    for chain in top.chains:
-        residues = list(chain.residues)
-        for prev, nxt in zip(residues[:-1], residues[1:]):
-            c, n = _atom(prev, "C"), _atom(nxt, "N")
-            if c is not None and n is not None and _atom(prev, "CA") is not None and _atom(nxt, "CA") is not None:
-                pairs.append((c, n))
-                meta.append((chain.index, prev, nxt, ("C", "N"), peptide_cutoff_nm))
-                continue
-            ca1, ca2 = _atom(prev, "CA"), _atom(nxt, "CA")
-            if ca1 is not None and ca2 is not None:
-                pairs.append((ca1, ca2))
-                meta.append((chain.index, prev, nxt, ("CA", "CA"), ca_cutoff_nm))
-    if not pairs:
-        return []
-    snapshot = traj[frame]
-    distances = md.compute_distances(snapshot, np.array(pairs), periodic=snapshot.unitcell_vectors is not None)[0]
-    breaks = []
-    for (chain_index, prev, nxt, atoms, cutoff), distance in zip(meta, distances):
-        if distance > cutoff:
-            breaks.append(
-                ChainBreak(
-                    chain_index=chain_index,
-                    before=_label(prev, multi_chain),
-                    after=_label(nxt, multi_chain),
-                    residue_indices=(prev.index, nxt.index),
-                    atoms=atoms,
-                    distance_nm=float(distance),
-                )
-            )
-    return breaks
-
-
-def describe_trajectory(traj: md.Trajectory) -> dict[str, Any]:
-    """A JSON-serializable summary of a trajectory (what ``mdllm inspect`` prints).
-
-    Parameters
-    ----------
-    traj : mdtraj.Trajectory
-        Any trajectory, typically one returned by :func:`load_trajectory`.
-
-    Returns
-    -------
-    dict
-        ``n_frames``, ``n_atoms``, ``n_residues``, ``n_chains``,
-        ``sequences`` (one-letter code per chain, ``X`` for unknown names),
-        ``calpha_only``, ``time_start_ps``, ``time_end_ps``, ``timestep_ps``
-        (``None`` for one frame), ``unitcell_nm`` (mean box edge lengths or
-        ``None``) and ``chain_breaks`` (strings, see :func:`find_chain_breaks`).
-    """
-    top = traj.topology
-    time = np.asarray(traj.time, dtype=float)
-    steps = np.diff(time)
-    lengths = traj.unitcell_lengths
-    return {
-        "n_frames": int(traj.n_frames),
-        "n_atoms": int(traj.n_atoms),
-        "n_residues": int(traj.n_residues),
-        "n_chains": int(top.n_chains),
-        "sequences": ["".join(r.code or "X" for r in chain.residues) for chain in top.chains],
-        "calpha_only": bool(traj.n_atoms) and all(a.name == "CA" for a in top.atoms),
-        "time_start_ps": float(time[0]) if time.size else None,
-        "time_end_ps": float(time[-1]) if time.size else None,
-        "timestep_ps": float(np.median(steps)) if steps.size else None,
-        "unitcell_nm": None if lengths is None else [float(x) for x in lengths.mean(axis=0)],
-        "chain_breaks": [str(b) for b in find_chain_breaks(traj)] if traj.n_frames else [],
-    }
-
-
-# --------------------------------------------------------------------------- loading steps
 
 
 def _load_topology(path: Path, top: PathType | md.Topology | md.Trajectory | None, ext: str) -> md.Topology:
@@ -521,73 +206,6 @@ def _bonded_candidates(
             if distance <= _PEPTIDE_BOND_MAX_NM:
                 bonded.update({a, b})
     return bonded & candidates
-
-
-def _make_whole(traj: md.Trajectory, boxes: np.ndarray, polymer: set[int], chunk: int = 2000) -> None:
-    """Make chains whole and keep them together, in place (see the module docstring).
-
-    Frames are processed in chunks of ``chunk`` so memory stays bounded for
-    long trajectories.
-    """
-    top = traj.topology
-    anchors = np.empty(top.n_residues, dtype=int)
-    for residue in top.residues:
-        ca = _atom(residue, "CA")
-        anchors[residue.index] = ca if ca is not None else residue.atom(0).index
-
-    # units: runs of consecutive polymer residues in a chain, or single other residues
-    units: list[list[int]] = []
-    for chain in top.chains:
-        previous = None
-        for residue in chain.residues:
-            if previous is not None and previous in polymer and residue.index in polymer:
-                units[-1].append(residue.index)
-            else:
-                units.append([residue.index])
-            previous = residue.index
-    residue_of = np.array([atom.residue.index for atom in top.atoms], dtype=int)
-    atoms_of_residue = [[a.index for a in r.atoms] for r in top.residues]
-    unit_atoms = [np.concatenate([atoms_of_residue[r] for r in unit]) for unit in units]
-
-    for start in range(0, traj.n_frames, chunk):
-        frames = slice(start, start + chunk)
-        xyz = traj.xyz[frames].astype(np.float64)
-        box = boxes[frames]
-        inv = np.linalg.inv(box)
-        n = xyz.shape[0]
-
-        # 1. anchors along each unit
-        new_anchor = xyz[:, anchors].copy()
-        for unit in units:
-            if len(unit) > 1:
-                a = anchors[unit]
-                steps = _minimum_image(xyz[:, a[1:]] - xyz[:, a[:-1]], box, inv)
-                new_anchor[:, unit[1:]] = xyz[:, a[:1]] + np.cumsum(steps, axis=1)
-
-        # 2. every atom next to its residue's anchor
-        offsets = _minimum_image(xyz - xyz[:, anchors[residue_of]], box, inv)
-        xyz = new_anchor[:, residue_of] + offsets
-
-        # 3. each unit at the image nearest to the units already placed
-        placed_sum = np.zeros((n, 3))
-        placed_n = 0
-        for k, idx in enumerate(unit_atoms):
-            centroid = xyz[:, idx].mean(axis=1)
-            if k:
-                d = centroid - placed_sum / placed_n
-                shift = _minimum_image(d[:, None, :], box, inv)[:, 0] - d
-                xyz[:, idx] += shift[:, None, :]
-                centroid = centroid + shift
-            placed_sum += centroid * len(idx)
-            placed_n += len(idx)
-        traj.xyz[frames] = xyz
-
-    # 4. no jumps of the whole system between frames
-    if traj.n_frames > 1:
-        first = traj.xyz[:, anchors[units[0][0]]].astype(np.float64)
-        steps = _minimum_image((first[1:] - first[:-1])[:, None, :], boxes[1:])[:, 0]
-        target = first[0] + np.concatenate([np.zeros((1, 3)), np.cumsum(steps, axis=0)])
-        traj.xyz += (target - first).astype(np.float32)[:, None, :]
 
 
 def _resolve_reference(

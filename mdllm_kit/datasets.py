@@ -49,6 +49,7 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from .analysis.rmsd import rmsd_to_references
 from .atomic import atomic_write_bytes
 from .errors import DatasetError
 
@@ -164,11 +165,6 @@ def load_adk_cg(name: str = "closed_train") -> md.Trajectory:
     return md.load(str(data_path(_ADK, f"adk_cg_{name}.xtc")), top=str(top))
 
 
-def _ca_references() -> dict[str, md.Trajectory]:
-    refs = adk_references()
-    return {k: t.atom_slice(t.topology.select("name CA")) for k, t in refs.items()}
-
-
 def adk_cg_rmsd(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
     """Calpha RMSD of every frame to the closed and the open crystal structure.
 
@@ -186,16 +182,14 @@ def adk_cg_rmsd(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
     ca = traj.topology.select("name CA")
     if ca.size != 214:
         raise DatasetError(f"expected 214 Calpha atoms (AdK), found {ca.size}; pass an AdK trajectory")
-    sub = traj.atom_slice(ca) if ca.size != traj.n_atoms else traj
-    refs = _ca_references()
-    return (10.0 * md.rmsd(sub, refs["closed"]).astype(np.float64),
-            10.0 * md.rmsd(sub, refs["open"]).astype(np.float64))
+    rmsd = rmsd_to_references(traj, adk_references())
+    return 10.0 * rmsd["closed"], 10.0 * rmsd["open"]
 
 
 def closed_open_rmsd() -> float:
     """Calpha RMSD between the closed and open crystal structures, Angstrom (about 6.9)."""
-    refs = _ca_references()
-    return float(10.0 * md.rmsd(refs["open"], refs["closed"])[0])
+    refs = adk_references()
+    return float(10.0 * rmsd_to_references(refs["open"], {"closed": refs["closed"]})["closed"][0])
 
 
 def on_path(r_closed: np.ndarray, r_open: np.ndarray, d: float | None = None,

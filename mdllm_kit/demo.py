@@ -116,13 +116,12 @@ def data_stage(config: DemoConfig) -> StageResult:
     refs = datasets.adk_references()
     runs = {name: datasets.load_adk_cg(name) for name in datasets.ADK_CG_RUNS}
     metadata = datasets.adk_cg_metadata()
-    metrics: dict[str, Any] = {
-        "closed_open_rmsd_A": float(rmsd_to_references(refs["closed"], {"open": refs["open"]})["open"][0] * NM_TO_A)
-    }
+    metrics: dict[str, Any] = {"closed_open_rmsd_A": datasets.closed_open_rmsd()}
+    rmsd_nm: dict[str, dict[str, np.ndarray]] = {}
     pair_map: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     timelines = []
     for name, traj in runs.items():
-        rmsd = rmsd_to_references(traj, refs)
+        rmsd = rmsd_nm[name] = rmsd_to_references(traj, refs)
         dt_ps = float(traj.time[1] - traj.time[0]) if traj.n_frames > 1 else float("nan")
         metrics[name] = {
             "n_frames": int(traj.n_frames),
@@ -160,7 +159,7 @@ def data_stage(config: DemoConfig) -> StageResult:
         },
         figures=[rmsd_pair_map(pair_map, markers=crystal_markers), *timelines],
     )
-    return StageResult("data", metrics, section, extras={"runs": runs, "references": refs})
+    return StageResult("data", metrics, section, extras={"runs": runs, "references": refs, "rmsd_nm": rmsd_nm})
 
 
 def _evenly(indices: np.ndarray, n: int) -> np.ndarray:
@@ -173,14 +172,15 @@ def _evenly(indices: np.ndarray, n: int) -> np.ndarray:
 def tokenizer_stage(config: DemoConfig, data: StageResult) -> StageResult:
     """Fit the structure tokenizer on the training run; measure its fidelity on unseen states."""
     from .tokenizer import StructureTokenizer
-    from .tokenizer.metrics import bond_ok_fraction, rmsd_per_frame
+    from .analysis import rmsd_per_frame
+    from .tokenizer.metrics import bond_ok_fraction
 
     runs, refs = data.extras["runs"], data.extras["references"]
     train = runs["closed_train"]
     start = time.perf_counter()
     tokenizer = StructureTokenizer().fit(train)
     fit_seconds = time.perf_counter() - start
-    to_open = rmsd_to_references(runs["equilibrium"], {"open": refs["open"]})["open"]
+    to_open = data.extras["rmsd_nm"]["equilibrium"]["open"]
     open_idx = _evenly(np.flatnonzero(to_open <= OPEN_BASIN_CUTOFF_NM), config.n_eval_frames)
     sets = {
         "closed_train": train[_evenly(np.arange(train.n_frames), config.n_eval_frames)],

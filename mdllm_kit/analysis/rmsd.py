@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import TrajectoryError
 
-__all__ = ["matched_atom_indices", "rmsd_to_references"]
+__all__ = ["matched_atom_indices", "rmsd_per_frame", "rmsd_to_references"]
 
 
 def matched_atom_indices(
@@ -84,3 +84,27 @@ def rmsd_to_references(
         moving = md.Trajectory(traj.xyz[:, idx_t], traj.topology.subset(idx_t))
         out[name] = md.rmsd(moving, target, 0).astype(np.float64)
     return out
+
+
+def rmsd_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """RMSD of frame ``a[i]`` to frame ``b[i]`` after optimal superposition (Kabsch).
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray, shape (n_frames, n_atoms, 3)
+        Coordinates in nm (``b`` may have one frame; it is then broadcast).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_frames,)
+        RMSD in Angstrom.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    h = np.einsum("fni,fnj->fij", a, b)
+    u, s, vt = np.linalg.svd(h)
+    s[:, -1] *= np.sign(np.linalg.det(u @ vt))
+    e = (a**2).sum((1, 2)) + (b**2).sum((1, 2)) - 2.0 * s.sum(1)
+    return np.sqrt(np.maximum(e, 0.0) / a.shape[1]) * 10.0

@@ -37,3 +37,14 @@ def test_different_proteins_are_refused(refs):
     short = closed.atom_slice(closed.topology.select("resid 0 to 99"))
     with pytest.raises(mk.TrajectoryError, match="same protein"):
         rmsd_to_references(short, {"closed": closed})
+
+
+def test_rmsd_per_frame_matches_mdtraj_frame_by_frame(refs):
+    from mdllm_kit.analysis import rmsd_per_frame
+
+    closed, open_ = refs["closed"], refs["open"]
+    ca = closed.topology.select("name CA")
+    a = np.concatenate([closed.xyz[:, ca], open_.xyz[:, ca]])
+    b = np.concatenate([open_.xyz[:, ca], open_.xyz[:, ca]])
+    expected = [md.rmsd(md.Trajectory(a[i:i + 1], None), md.Trajectory(b[i:i + 1], None))[0] * 10 for i in range(2)]
+    np.testing.assert_allclose(rmsd_per_frame(a, b), expected, atol=1e-3)

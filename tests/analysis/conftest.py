@@ -1,0 +1,7 @@
+"""Fixtures of the analysis tests: make the synthetic-chain helpers importable."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

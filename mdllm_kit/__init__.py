@@ -20,6 +20,17 @@ from .lm import (GeneratedEnsemble, LoraSettings, ModelBundle, ModelSettings, Sa
 
 __version__ = "0.1.0"
 
+#: Subpackages imported on first attribute access (``mk.viz`` pulls in plotly only when used).
+_LAZY_SUBPACKAGES = ("analysis", "viz")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "DatasetError",
     "MdllmError",

@@ -42,7 +42,7 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,6 +300,7 @@ class Sampler:
     # ------------------------------------------------------------------ main entry
     def sample(self, settings: SamplingSettings | None = None, *, seed_frames: Any = None,
                out: str | os.PathLike | None = None, resume: bool = False, progress: bool = False,
+               callback: Callable[[int, np.ndarray], bool | None] | None = None,
                **overrides: Any) -> GeneratedEnsemble:
         """Roll out ``n_walkers`` trajectories of ``n_frames`` frames.
 
@@ -321,10 +322,20 @@ class Sampler:
             holds a run is refused.
         progress : bool
             Show a progress bar over frames.
+        callback : callable, optional
+            Called as ``callback(i, tokens)`` after frame ``i`` (0-based, counted
+            over the whole run) of every walker is generated, with its tokens
+            ``tokens`` of shape ``(n_walkers, L)`` (read-only; decode them with
+            ``bundle.tokenizer.decode`` for structures). Returning ``False`` stops
+            the run cooperatively after that frame: the frames so far are
+            flushed to ``out`` and returned (a stopped run in ``out`` can be
+            continued with ``resume=True``). Any other return value continues.
+            Notebook widgets use it to show frames as they arrive.
 
         Returns
         -------
         GeneratedEnsemble
+            ``n_frames`` frames per walker, or fewer if ``callback`` stopped the run.
         """
         s = (settings or SamplingSettings()).replace(**overrides) if overrides else (settings or SamplingSettings())
         context = s.context_frames or self.bundle.window_frames
@@ -366,20 +377,28 @@ class Sampler:
             pending_l.append(ll)
             if bar is not None:
                 bar.update(1)
-            if len(pending_t) >= s.flush_every or i == s.n_frames - 1:
+            stop = False
+            if callback is not None:
+                view = frame.view()
+                view.flags.writeable = False
+                stop = callback(i, view) is False
+            if len(pending_t) >= s.flush_every or i == s.n_frames - 1 or stop:
                 new_tok.append(np.stack(pending_t, axis=1))
                 new_ll.append(np.stack(pending_l, axis=1))
                 if writer is not None:
                     writer.append(np.concatenate(new_tok, axis=1), np.concatenate(new_ll, axis=1), new_tok[-1])
                 pending_t, pending_l = [], []
+            if stop:
+                logger.info("sampling stopped by the callback after frame %d of %d", i + 1, s.n_frames)
+                break
         if bar is not None:
             bar.close()
         tokens = np.concatenate(new_tok, axis=1)
         loglik = np.concatenate(new_ll, axis=1)
         if writer is not None:
             ensemble = GeneratedEnsemble.load(writer.directory)
-            if ensemble.n_frames != s.n_frames:
-                raise SamplingError(f"{writer.directory} holds {ensemble.n_frames} frames per walker, expected {s.n_frames}")
+            if ensemble.n_frames != tokens.shape[1]:
+                raise SamplingError(f"{writer.directory} holds {ensemble.n_frames} frames per walker, expected {tokens.shape[1]}")
             return ensemble
         flat = tokens.transpose(1, 0, 2).reshape(-1, L)
         return GeneratedEnsemble(tokens, loglik, self.bundle.tokenizer.decode(flat), params, None)

@@ -39,7 +39,9 @@ __all__ = ["ModelBundle", "load_bundle"]
 logger = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "mdllm-kit-lm-bundle"
-BUNDLE_VERSION = 1
+#: 2: the default model is the frame-aware FrameMistralForCausalLM (model_type "mdllm_frame_mistral").
+#: Version-1 bundles hold the earlier default model, trained with other defaults: they are refused.
+BUNDLE_VERSION = 2
 
 
 def _default_device() -> str:
@@ -220,8 +222,14 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
         raise ModelError(f"{directory} is not a complete model bundle (no bundle.json); "
                          "pass the --out folder of a finished `mdllm train` run")
     meta = json.loads(marker.read_text())
-    if meta.get("format") != BUNDLE_FORMAT or int(meta.get("version", 0)) > BUNDLE_VERSION:
-        raise ModelError(f"{marker} is not a model bundle this version of mdllm-kit can read")
+    version = int(meta.get("version", 0))
+    if meta.get("format") != BUNDLE_FORMAT or version > BUNDLE_VERSION:
+        raise ModelError(f"{marker} is not a model bundle this version of mdllm-kit can read; "
+                         "upgrade mdllm-kit or retrain with `mdllm train`")
+    if version < BUNDLE_VERSION:
+        raise ModelError(f"{directory} is a version-{version} model bundle, made before the frame-aware default "
+                         f"model (bundle version {BUNDLE_VERSION}); this mdllm-kit cannot use it: retrain with "
+                         "`mdllm train` (or mk.train) to make a current bundle")
     if tokenizer is None:
         cls = tokenizer_cls or _resolve_tokenizer_class(meta["tokenizer_class"])
         tokenizer = cls.from_pretrained(directory / "tokenizer")
@@ -249,6 +257,9 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
 
     from transformers import AutoModelForCausalLM
 
+    from .frame_model import register_frame_model
+
+    register_frame_model()  # the default model's config.json names model_type "mdllm_frame_mistral"
     if meta["weights"] == "full":
         model = AutoModelForCausalLM.from_pretrained(directory / "model", local_files_only=True, dtype=dtype,
                                                      trust_remote_code=False)

@@ -122,6 +122,15 @@ class ModelSettings(_JsonSettings):
         Shape of the default model (ignored with ``base_model``).
     rope_theta : float
         RoPE base of the default model.
+    frame_embeddings : bool
+        Default model only: add a learned embedding of each token's position
+        within its frame (``0 .. L``, the delimiter last) to the token
+        embedding (:class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM`);
+        ``False`` gives a plain ``MistralForCausalLM`` (RoPE only).
+    previous_frame_embedding : bool
+        With ``frame_embeddings``: also add the embedding of the token at the
+        predicted position one frame earlier (a separate table), so staying
+        near the previous frame is directly learnable.
     finetune : {"auto", "full", "lora"}
         ``"auto"``: full training for the model built from config (its weights
         are random, so there is nothing to preserve and LoRA would only limit
@@ -141,6 +150,8 @@ class ModelSettings(_JsonSettings):
     num_kv_heads: int = 1
     intermediate_size: int = 384
     rope_theta: float = 10000.0
+    frame_embeddings: bool = True
+    previous_frame_embedding: bool = True
     finetune: str = "auto"
     lora: LoraSettings = field(default_factory=LoraSettings)
     load_in_4bit: bool = False
@@ -156,6 +167,8 @@ class ModelSettings(_JsonSettings):
         _require(self.num_kv_heads >= 1 and self.num_heads % self.num_kv_heads == 0,
                  f"num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads}")
         _require((self.hidden_size // self.num_heads) % 2 == 0, "the head dimension must be even (RoPE)")
+        _require(self.frame_embeddings or not self.previous_frame_embedding,
+                 "previous_frame_embedding needs frame_embeddings=True (both are part of the frame-aware default model)")
         _require(self.finetune in ("auto", "full", "lora"),
                  f"finetune must be 'auto', 'full' or 'lora', got {self.finetune!r}")
         _require(self.attn_implementation in ("sdpa", "eager"),

@@ -9,7 +9,9 @@ linear layers work unchanged) with a fixed-size KV buffer and plain SDPA, so
 a step is only the model's own operations.
 
 It is used only for architectures whose layer structure it reproduces
-exactly (``model_type`` ``mistral`` or ``llama``, no sliding window shorter
+exactly (``model_type`` ``mistral``, ``llama`` or the frame-aware
+``mdllm_frame_mistral``, whose input embedding it takes from the model's own
+``embed``; no sliding window shorter
 than the context, no attention bias or q/k norms); the sampler falls back to
 the HF forward otherwise. ``tests/lm/test_fastdecode.py`` checks it against
 the HF forward.
@@ -23,7 +25,8 @@ import torch.nn.functional as F
 
 __all__ = ["StaticDecoder"]
 
-SUPPORTED_MODEL_TYPES = ("mistral", "llama")
+#: ``config.model_type`` values whose decoder layers :class:`StaticDecoder` reproduces exactly.
+SUPPORTED_MODEL_TYPES = ("mistral", "llama", "mdllm_frame_mistral")
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -77,10 +80,14 @@ class StaticDecoder:
             hasattr(attn, "q_norm") or hasattr(attn, "k_norm"))
 
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, reset: bool = False) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, reset: bool = False,
+                previous_frame_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Run ``input_ids`` (B, T) after the cached tokens; return the last position's logits (B, vocab).
 
         ``reset=True`` empties the cache first (a new prefill).
+        ``previous_frame_ids`` (B, T): for a frame-aware model with a
+        previous-frame embedding, needed on every call after the prefill
+        (see :func:`~mdllm_kit.lm.frame_model.previous_frame_ids`).
         """
         if reset:
             self.length = 0
@@ -88,8 +95,11 @@ class StaticDecoder:
         start, end = self.length, self.length + t
         if end > self.max_len or b != self.batch:
             raise ValueError(f"StaticDecoder holds {self.batch} x {self.max_len} tokens; got {b} x {end}")
-        x = self.base.embed_tokens(input_ids)
         positions = torch.arange(start, end, device=input_ids.device)[None].expand(b, t)
+        if hasattr(self.model, "frame_position_embeddings"):  # FrameMistralForCausalLM: token + frame embeddings
+            x = self.model.embed(input_ids, positions, previous_frame_ids)
+        else:
+            x = self.base.embed_tokens(input_ids)
         cos, sin = self.base.rotary_emb(x, positions)
         cos, sin = cos[:, None], sin[:, None]
         groups = self.n_heads // self.n_kv

@@ -18,6 +18,9 @@ __all__ = ["apply_lora", "build_default_model", "count_parameters", "load_base_m
 
 logger = logging.getLogger(__name__)
 
+#: Modules of :class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM` that LoRA training keeps fully trainable.
+FRAME_EMBEDDING_MODULES: tuple[str, ...] = ("frame_position_embeddings", "previous_frame_embeddings")
+
 
 def build_default_model(codec: FrameCodec, settings: ModelSettings, max_positions: int) -> torch.nn.Module:
     """A randomly initialised small Mistral-architecture causal LM.
@@ -25,20 +28,31 @@ def build_default_model(codec: FrameCodec, settings: ModelSettings, max_position
     Parameters
     ----------
     codec : FrameCodec
-        Gives the vocabulary size (structure tokens + 3 specials).
+        Gives the vocabulary size (structure tokens + 3 specials) and the
+        frame length.
     settings : ModelSettings
-        Model shape.
+        Model shape; ``frame_embeddings`` selects the frame-aware model.
     max_positions : int
         Longest sequence the model will see (tokens); full attention, no
         sliding window.
 
     Returns
     -------
-    transformers.MistralForCausalLM
+    FrameMistralForCausalLM or transformers.MistralForCausalLM
+        The frame-aware subclass (see :mod:`mdllm_kit.lm.frame_model`) when
+        ``settings.frame_embeddings``, else a plain Mistral model.
     """
     from transformers import MistralConfig, MistralForCausalLM
 
-    config = MistralConfig(
+    from .frame_model import FrameMistralConfig, FrameMistralForCausalLM, register_frame_model
+
+    extra: dict[str, Any] = {}
+    config_cls, model_cls = MistralConfig, MistralForCausalLM
+    if settings.frame_embeddings:
+        register_frame_model()
+        config_cls, model_cls = FrameMistralConfig, FrameMistralForCausalLM
+        extra = {"frame_length": codec.frame_length, "previous_frame_embedding": settings.previous_frame_embedding}
+    config = config_cls(
         vocab_size=codec.lm_vocab_size,
         hidden_size=settings.hidden_size,
         intermediate_size=settings.intermediate_size,
@@ -52,10 +66,11 @@ def build_default_model(codec: FrameCodec, settings: ModelSettings, max_position
         eos_token_id=codec.frame_id,
         pad_token_id=codec.pad_id,
         rope_parameters={"rope_type": "default", "rope_theta": float(settings.rope_theta)},
+        **extra,
     )
     config._attn_implementation = settings.attn_implementation
-    model = MistralForCausalLM(config)
-    logger.info("built a Mistral model from config: %.2f M parameters", count_parameters(model)[1] / 1e6)
+    model = model_cls(config)
+    logger.info("built a %s from config: %.2f M parameters", model_cls.__name__, count_parameters(model)[1] / 1e6)
     return model
 
 
@@ -154,6 +169,9 @@ def apply_lora(model: torch.nn.Module, codec: FrameCodec, settings: ModelSetting
             kwargs["trainable_token_indices"] = ids
         else:
             kwargs["trainable_token_indices"] = {"embed_tokens": ids, "lm_head": ids}
+    frame_modules = [name for name in FRAME_EMBEDDING_MODULES if getattr(model, name, None) is not None]
+    if frame_modules:  # a frame-aware model: its (randomly initialised) frame embeddings are trained fully
+        kwargs["modules_to_save"] = frame_modules
     if settings.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 

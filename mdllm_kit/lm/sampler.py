@@ -211,6 +211,7 @@ class Sampler:
         self.decode_threads = decode_threads
         self.fast = fast
         self._decoder: Any = None
+        self._previous_frame_input = getattr(self.model, "previous_frame_embeddings", None) is not None
 
     # ------------------------------------------------------------------ helpers
     def _seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
@@ -262,19 +263,27 @@ class Sampler:
         ids = self._context_ids(history)
         k = ids.shape[0]
         max_len = ids.shape[1] + c.tokens_per_frame
+        # a frame-aware model also sees, at each step, the token one frame before the predicted one: position j
+        # of the new frame reads position j of the last context frame (see mdllm_kit.lm.frame_model)
+        last_frame = ids[:, -c.frame_length:-1]
+        if self._previous_frame_input:
+            prev = lambda j: {"previous_frame_ids": last_frame[:, j: j + 1]}  # noqa: E731
+        else:
+            prev = lambda j: {}  # noqa: E731
         if self.fast and StaticDecoder.supports(self.model, max_len):
             if self._decoder is None or self._decoder.batch != k or self._decoder.max_len < max_len:
                 self._decoder = StaticDecoder(self.model, k, max_len)
             decoder = self._decoder
             logits = decoder.forward(ids, reset=True)
-            step = lambda tok: decoder.forward(tok[:, None])  # noqa: E731
+            step = lambda tok, j: decoder.forward(tok[:, None], **prev(j))  # noqa: E731
         else:
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             state = {"cache": _cache_of(out)}
             logits = out.logits[:, -1]
 
-            def step(tok: torch.Tensor) -> torch.Tensor:
-                out = self.model(input_ids=tok[:, None], use_cache=True, **{self._cache_arg: state["cache"]})
+            def step(tok: torch.Tensor, j: int) -> torch.Tensor:
+                out = self.model(input_ids=tok[:, None], use_cache=True, **{self._cache_arg: state["cache"]},
+                                 **prev(j))
                 state["cache"] = _cache_of(out)
                 return out.logits[:, -1]
 
@@ -295,7 +304,7 @@ class Sampler:
             tokens[:, j] = tok
             loglik += torch.log_softmax(logits.float(), dim=-1).gather(1, (tok + lo)[:, None])[:, 0].double()
             if j + 1 < c.tokens_per_frame:
-                logits = step(tok + lo)
+                logits = step(tok + lo, j + 1)  # the input token j predicts token j + 1
 
     # ------------------------------------------------------------------ main entry
     def sample(self, settings: SamplingSettings | None = None, *, seed_frames: Any = None,

@@ -39,3 +39,23 @@ def test_fast_and_hf_paths_sample_the_same(trained_bundle):
     slow = Sampler(trained_bundle, fast=False).sample(n_frames=2, n_walkers=2, seed=9)
     np.testing.assert_array_equal(fast.tokens, slow.tokens)
     np.testing.assert_allclose(fast.log_likelihood, slow.log_likelihood, rtol=1e-5)
+
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_frame_model_matches_hf_forward(previous):
+    from mdllm_kit.lm.frame_model import FrameMistralConfig, FrameMistralForCausalLM, previous_frame_ids
+
+    torch.manual_seed(0)
+    model = FrameMistralForCausalLM(FrameMistralConfig(
+        vocab_size=30, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, sliding_window=None, frame_length=5, previous_frame_embedding=previous)).eval()
+    assert StaticDecoder.supports(model, 64)
+    ids = torch.randint(3, 30, (3, 17))
+    prev = previous_frame_ids(ids, 5, model.none_id)
+    dec = StaticDecoder(model, batch=3, max_len=20)
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        torch.testing.assert_close(dec.forward(ids[:, :9], reset=True), full[:, 8], rtol=1e-4, atol=1e-5)
+        for t in range(9, 17):
+            extra = {"previous_frame_ids": prev[:, t:t + 1]} if previous else {}
+            torch.testing.assert_close(dec.forward(ids[:, t:t + 1], **extra), full[:, t], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,173 @@
+"""Quality of the default language model trained on a CPU budget (AdK, closed basin).
+
+::
+
+    python benchmarks/bench_lm_quality.py --out bench_lm_quality.json
+
+Trains ``mk.train`` with the default ``ModelSettings()`` / ``TrainSettings()``
+(options override single fields, e.g. ``--steps 60 --window 2 --no-previous``)
+on the bundled ``closed_train`` run, tokenized with ``StructureTokenizer()``
+fitted on it, then measures
+
+* teacher-forced next-frame quality on held-out frames (the last
+  ``val_fraction`` of the run, never in a training window): token accuracy
+  and Calpha RMSD of the constrained arg-max prediction, next to the
+  copy-previous-frame baseline on the same windows
+  (:func:`mdllm_kit.lm.evaluate.next_frame_quality`);
+* a rollout (``--walkers`` x ``--frames`` frames at temperature 1.0, top-k
+  100, top-p 0.95, from the last training window): Calpha RMSD of every
+  generated frame to the closed and open crystals
+  (``mk.analysis.rmsd_to_references``), the fraction within 2 / 3 / 4 A of
+  the closed crystal, the RMSD to the nearest frame of the training
+  ensemble, by rollout step, and the fraction of Calpha-Calpha bonds within
+  3.5-4.1 A. The same numbers for the held-out true frames are the
+  reference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_lm import machine  # noqa: E402
+
+#: closed-crystal RMSD thresholds (Angstrom) whose fractions are reported
+CLOSED_THRESHOLDS_A = (2.0, 3.0, 4.0)
+#: training frames (evenly spaced) searched for each generated frame's nearest neighbour
+ENSEMBLE_FRAMES = 480
+
+
+def ensemble_rmsd_A(frames, ensemble) -> np.ndarray:
+    """Calpha RMSD (Angstrom) of each frame to its nearest frame of ``ensemble`` (after superposition)."""
+    import mdtraj as md
+
+    best = np.full(frames.n_frames, np.inf)
+    for i in range(ensemble.n_frames):
+        best = np.minimum(best, md.rmsd(frames, ensemble, frame=i) * 10.0)
+    return best
+
+
+def structure_stats(traj, refs, ensemble) -> dict:
+    """RMSD to the crystals and to the training ensemble, bond validity (Angstrom)."""
+    import mdllm_kit as mk
+    from mdllm_kit.tokenizer.metrics import bond_ok_fraction
+
+    rmsd = {k: v * 10.0 for k, v in mk.analysis.rmsd_to_references(traj, refs).items()}
+    nearest = ensemble_rmsd_A(traj, ensemble)
+    out = {"n_frames": int(traj.n_frames), "bonds_physical_fraction": float(bond_ok_fraction(traj.xyz)),
+           "rmsd_to_training_ensemble_A": {"median": float(np.median(nearest)), "p90": float(np.percentile(nearest, 90))}}
+    for name, values in rmsd.items():
+        out[f"rmsd_to_{name}_A"] = {"min": float(values.min()), "median": float(np.median(values)),
+                                    "p90": float(np.percentile(values, 90)), "max": float(values.max())}
+    out["fraction_within_closed"] = {f"{t:g}A": float((rmsd["closed"] < t).mean()) for t in CLOSED_THRESHOLDS_A}
+    return out, rmsd["closed"], nearest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=None, help="TrainSettings.max_steps")
+    parser.add_argument("--window", type=int, default=None, help="TrainSettings.window_frames")
+    parser.add_argument("--batch", type=int, default=None, help="TrainSettings.batch_size")
+    parser.add_argument("--lr", type=float, default=None, help="TrainSettings.learning_rate")
+    parser.add_argument("--loss-frames", default=None, choices=("all", "last"))
+    parser.add_argument("--hidden", type=int, default=None)
+    parser.add_argument("--layers", type=int, default=None)
+    parser.add_argument("--intermediate", type=int, default=None)
+    parser.add_argument("--heads", type=int, default=None)
+    parser.add_argument("--no-frame-embeddings", action="store_true", help="plain Mistral (the earlier default)")
+    parser.add_argument("--no-previous", action="store_true", help="no previous-frame embedding")
+    parser.add_argument("--walkers", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=25, help="rollout frames per walker")
+    parser.add_argument("--eval-windows", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import mdllm_kit as mk
+    from mdllm_kit.lm.config import ModelSettings, SamplingSettings, TrainSettings
+    from mdllm_kit.lm.evaluate import next_frame_quality
+
+    t_start = time.time()
+    traj = mk.datasets.load_adk_cg("closed_train")
+    refs = mk.datasets.adk_references()
+    tok = mk.StructureTokenizer().fit(traj)
+    tokens = tok.encode(traj)
+    model_changes = {k: v for k, v in {"hidden_size": args.hidden, "num_layers": args.layers,
+                                        "intermediate_size": args.intermediate, "num_heads": args.heads}.items()
+                     if v is not None}
+    if args.no_frame_embeddings:
+        model_changes.update(frame_embeddings=False, previous_frame_embedding=False)
+    elif args.no_previous:
+        model_changes["previous_frame_embedding"] = False
+    ms = ModelSettings().replace(**model_changes)
+    train_changes = {k: v for k, v in {"max_steps": args.steps, "window_frames": args.window,
+                                        "batch_size": args.batch, "learning_rate": args.lr,
+                                        "loss_frames": args.loss_frames}.items() if v is not None}
+    ts = TrainSettings(seed=args.seed).replace(**train_changes)
+    ts = ts.replace(eval_steps=ts.max_steps, save_steps=ts.max_steps, logging_steps=max(1, ts.max_steps // 10))
+    result: dict = {"machine": machine(), "data": "adk_cg/closed_train", "model": ms.to_dict(),
+                    "train_settings": ts.to_dict()}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        bundle = mk.train(tokens, tok, tmp, ms, ts, progress=False, device="cpu")
+        train_s = time.perf_counter() - t0
+        m = bundle.metrics
+        result["train"] = {"seconds": train_s, "tokens_per_s": m["train_tokens_per_s"],
+                           "parameters": m["parameters"]["total"], "split": m["split"],
+                           "final_eval": m["final_eval"],
+                           "train_loss": [e["loss"] for e in m["log_history"] if "loss" in e]}
+        print(json.dumps(result["train"]), flush=True)
+        bundle = mk.load_bundle(tmp, device="cpu")
+    n_val = m["split"]["val_frames"]
+    val_tokens = tokens[len(tokens) - n_val:]
+    t0 = time.perf_counter()
+    result["teacher_forced"] = next_frame_quality(bundle, val_tokens, max_windows=args.eval_windows)
+    result["teacher_forced"]["seconds"] = time.perf_counter() - t0
+    print(json.dumps(result["teacher_forced"]), flush=True)
+
+    ensemble = traj[: len(tokens) - n_val][:: max(1, (len(tokens) - n_val) // ENSEMBLE_FRAMES)]
+    settings = SamplingSettings(n_frames=args.frames, n_walkers=args.walkers, temperature=1.0, top_k=100, top_p=0.95,
+                                seed=args.seed)
+    t0 = time.perf_counter()
+    ens = mk.Sampler(bundle).sample(settings)
+    sample_s = time.perf_counter() - t0
+    stats, closed_A, nearest_A = structure_stats(ens.trajectory, refs, ensemble)
+    k = ens.n_walkers
+    by_step = closed_A.reshape(ens.n_frames, k)  # frame-major
+    stats["rmsd_to_closed_A_median_by_frame"] = [float(v) for v in np.median(by_step, axis=1)]
+    stats["rmsd_to_training_ensemble_A_median_by_frame"] = [
+        float(v) for v in np.median(nearest_A.reshape(ens.n_frames, k), axis=1)]
+    stats["seconds"] = sample_s
+    stats["settings"] = settings.to_dict()
+    stats["mean_log_likelihood_per_frame"] = float(ens.log_likelihood.mean())
+    result["rollout"] = stats
+    held_out = traj[len(tokens) - n_val:]
+    result["held_out_true_frames"] = structure_stats(held_out, refs, ensemble)[0]
+    print(json.dumps(result["rollout"]), flush=True)
+    result["command"] = "python " + " ".join(sys.argv)
+    result["date"] = time.strftime("%Y-%m-%d")
+    result["wall_s"] = time.time() - t_start
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    text = json.dumps(result, indent=2, default=float)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The default model: a Mistral causal LM that knows where in a frame each token is.
+
+The LM sees trajectories frame-major (``<bos> s(1,1..L) <frame> s(2,1..L)
+<frame> ...``, see :mod:`mdllm_kit.lm.codec`). A plain Mistral model has
+only rotary (relative) positions, so it has no direct notion of *which*
+structure token of a frame it is predicting, and copying from the same
+position one frame back (``L + 1`` tokens earlier) must be discovered through
+attention. :class:`FrameMistralForCausalLM` adds two learned embeddings to
+the token embedding of every input position ``q`` (``F = L + 1`` tokens per
+frame including its delimiter, ``<bos>`` at position 0):
+
+* **frame position** of the input token: ``(q - 1) mod F`` (``0 .. L``, the
+  delimiter is ``L``), and a separate row ``F`` for ``<bos>``;
+* **previous frame** (optional): the token one frame before the token being
+  predicted, i.e. the id at position ``q + 1 - F``, or a "none" row (index
+  ``vocab_size``) while that position lies before the first frame.
+
+Everything else is the unchanged Mistral stack (HF Trainer, ``generate``,
+``save_pretrained`` in safetensors, gradient checkpointing, DDP). For cached
+decoding the caller passes ``previous_frame_ids`` for the new positions (the
+tokens of the previous frame are known to it);
+:meth:`FrameMistralForCausalLM.prepare_inputs_for_generation` does so for
+``generate``. The config has its own ``model_type`` and is registered with
+the ``Auto`` classes by :func:`register_frame_model` (``trust_remote_code``
+stays off).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, MistralForCausalLM
+
+from ..errors import ModelError
+
+__all__ = ["FRAME_MODEL_TYPE", "FrameMistralConfig", "FrameMistralForCausalLM", "frame_position_ids",
+           "previous_frame_ids", "register_frame_model"]
+
+#: ``model_type`` of the frame-aware Mistral (written into the saved ``config.json``).
+FRAME_MODEL_TYPE = "mdllm_frame_mistral"
+
+
+@strict
+class FrameMistralConfig(MistralConfig):
+    """:class:`transformers.MistralConfig` plus the frame layout.
+
+    Parameters
+    ----------
+    frame_length : int
+        LM tokens per frame including the delimiter (``F = L + 1``); must be >= 2.
+    previous_frame_embedding : bool
+        Add the embedding of the token one frame before the predicted one.
+    **kwargs
+        Every :class:`~transformers.MistralConfig` field.
+    """
+
+    model_type = FRAME_MODEL_TYPE
+
+    frame_length: int = 2
+    previous_frame_embedding: bool = True
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if self.frame_length < 2:
+            raise ModelError(f"frame_length (tokens per frame incl. the delimiter) must be >= 2, got {self.frame_length}")
+        super().__post_init__(**kwargs)
+
+
+def frame_position_ids(positions: torch.Tensor, frame_length: int) -> torch.Tensor:
+    """Position within its frame of the token at each absolute position.
+
+    Parameters
+    ----------
+    positions : torch.Tensor of int, any shape
+        Absolute positions in the sequence (``<bos>`` at 0).
+    frame_length : int
+        ``F`` (tokens per frame incl. the delimiter).
+
+    Returns
+    -------
+    torch.Tensor of int64, same shape
+        ``(p - 1) mod F`` for ``p >= 1`` (the delimiter gets ``F - 1``), ``F`` for ``<bos>``.
+    """
+    positions = positions.long()
+    return torch.where(positions == 0, torch.full_like(positions, frame_length), (positions - 1) % frame_length)
+
+
+def previous_frame_ids(input_ids: torch.Tensor, frame_length: int, none_id: int) -> torch.Tensor:
+    """For each position ``q`` of a sequence starting at ``<bos>``, the id at ``q + 1 - F``.
+
+    Parameters
+    ----------
+    input_ids : torch.Tensor of int, shape (B, T)
+        Whole sequences from position 0 (no cache).
+    frame_length : int
+        ``F``.
+    none_id : int
+        Id used while ``q + 1 - F < 1`` (no earlier frame).
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (B, T)
+        The token one frame before the token predicted at each position.
+    """
+    b, t = input_ids.shape
+    out = torch.full((b, t), none_id, dtype=torch.long, device=input_ids.device)
+    # position q reads q + 1 - F; q + 1 - F >= 1 means q >= F
+    if t > frame_length:
+        out[:, frame_length:] = input_ids[:, 1: t + 1 - frame_length]
+    return out
+
+
+class FrameMistralForCausalLM(MistralForCausalLM):
+    """Mistral causal LM with frame-position and previous-frame embeddings (see module docs).
+
+    Parameters
+    ----------
+    config : FrameMistralConfig
+    """
+
+    config_class = FrameMistralConfig
+
+    def __init__(self, config: FrameMistralConfig) -> None:
+        super().__init__(config)
+        self.frame_position_embeddings = nn.Embedding(config.frame_length + 1, config.hidden_size)
+        self.previous_frame_embeddings = (nn.Embedding(config.vocab_size + 1, config.hidden_size)
+                                          if config.previous_frame_embedding else None)
+        self.post_init()
+
+    @property
+    def none_id(self) -> int:
+        """Previous-frame id meaning "no earlier frame"."""
+        return int(self.config.vocab_size)
+
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor,
+              previous_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings: token + frame position (+ previous-frame token).
+
+        Parameters
+        ----------
+        input_ids : torch.Tensor of int, shape (B, T)
+        positions : torch.Tensor of int, shape (B, T) or (1, T)
+            Absolute positions of ``input_ids`` (``<bos>`` at 0).
+        previous_ids : torch.Tensor of int, shape (B, T), optional
+            See :func:`previous_frame_ids`; computed from ``input_ids`` when
+            ``positions`` starts at 0, required otherwise.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, T, hidden_size)
+        """
+        x = self.model.embed_tokens(input_ids)
+        x = x + self.frame_position_embeddings(frame_position_ids(positions, self.config.frame_length))
+        if self.previous_frame_embeddings is not None:
+            if previous_ids is None:
+                if int(positions.reshape(-1, positions.shape[-1])[:, 0].max()) != 0:
+                    raise ModelError("after the first forward call with a KV cache, pass previous_frame_ids (the "
+                                     "token one frame before each predicted token; see previous_frame_ids())")
+                previous_ids = previous_frame_ids(input_ids, self.config.frame_length, self.none_id)
+            x = x + self.previous_frame_embeddings(previous_ids)
+        return x
+
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Any = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0,
+                previous_frame_ids: torch.LongTensor | None = None, **kwargs: Any) -> Any:
+        """The Mistral forward with frame-aware input embeddings.
+
+        Same arguments as :meth:`transformers.MistralForCausalLM.forward`
+        (``past_key_values`` is accepted as the older name of ``cache``), plus
+        ``previous_frame_ids`` (B, T) for calls that continue a KV cache.
+        ``input_ids`` are required (the frame embeddings are looked up from them).
+        """
+        if input_ids is None:
+            raise ModelError("FrameMistralForCausalLM needs input_ids (its frame embeddings are looked up from them)")
+        if inputs_embeds is not None:
+            raise ModelError("pass input_ids, not inputs_embeds, to FrameMistralForCausalLM")
+        if cache is None:
+            cache = kwargs.pop("past_key_values", None)
+        if position_ids is None:
+            start = cache.get_seq_length() if cache is not None else 0
+            position_ids = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)[None]
+        embeds = self.embed(input_ids, position_ids, previous_frame_ids)
+        return super().forward(input_ids=None, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                               inputs_embeds=embeds, labels=labels, use_cache=use_cache,
+                               logits_to_keep=logits_to_keep, **kwargs)
+
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, *args: Any, **kwargs: Any) -> dict:
+        """HF ``generate`` support: adds ``previous_frame_ids`` for the positions being run."""
+        inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
+        step_ids = inputs.get("input_ids")
+        if step_ids is not None and self.previous_frame_embeddings is not None:
+            full = previous_frame_ids(input_ids, self.config.frame_length, self.none_id)
+            inputs["previous_frame_ids"] = full[:, -step_ids.shape[1]:]
+        if step_ids is not None and inputs.get("position_ids") is None:
+            t = input_ids.shape[1]
+            inputs["position_ids"] = torch.arange(t - step_ids.shape[1], t, device=input_ids.device)[None]
+        return inputs
+
+
+def register_frame_model() -> None:
+    """Register :class:`FrameMistralConfig` / :class:`FrameMistralForCausalLM` with the ``Auto`` classes (idempotent)."""
+    AutoConfig.register(FRAME_MODEL_TYPE, FrameMistralConfig, exist_ok=True)
+    AutoModelForCausalLM.register(FrameMistralConfig, FrameMistralForCausalLM, exist_ok=True)

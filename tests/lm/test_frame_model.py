@@ -1,0 +1,201 @@
+"""The frame-aware default model: frame positions, previous-frame ids, caching, generate, save/load, learning."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mdllm_kit.errors import ModelError
+from mdllm_kit.lm.bundle import load_bundle
+from mdllm_kit.lm.codec import FrameCodec
+from mdllm_kit.lm.config import ModelSettings
+from mdllm_kit.lm.data import WindowDataset
+from mdllm_kit.lm.frame_model import (FrameMistralConfig, FrameMistralForCausalLM, frame_position_ids,
+                                      previous_frame_ids, register_frame_model)
+from mdllm_kit.lm.model import build_default_model, prepare_model
+
+
+def tiny_frame_model(frame_length=4, vocab=20, previous=True, seed=0):
+    torch.manual_seed(seed)
+    config = FrameMistralConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                num_attention_heads=2, num_key_value_heads=1, sliding_window=None,
+                                tie_word_embeddings=True, frame_length=frame_length,
+                                previous_frame_embedding=previous)
+    return FrameMistralForCausalLM(config).eval()
+
+
+def test_frame_position_ids_known_values():
+    # <bos> then frames of F = 4 (3 tokens + delimiter): bos -> F, tokens 0, 1, 2, delimiter 3
+    got = frame_position_ids(torch.arange(10), 4)
+    assert got.tolist() == [4, 0, 1, 2, 3, 0, 1, 2, 3, 0]
+
+
+def test_previous_frame_ids_known_values():
+    ids = torch.arange(10, 20)[None]  # position q holds 10 + q
+    got = previous_frame_ids(ids, 4, none_id=99)[0].tolist()
+    # position q (predicting q + 1) reads q + 1 - 4; none while that is <bos> or before it
+    assert got == [99, 99, 99, 99, 11, 12, 13, 14, 15, 16]
+
+
+def test_frame_ids_of_training_windows(toy_tok, toy_traj):
+    codec = FrameCodec.for_tokenizer(toy_tok)
+    tokens = toy_tok.encode(toy_traj)
+    ds = WindowDataset([tokens], codec, window_frames=3)
+    L, F = codec.tokens_per_frame, codec.frame_length
+    for i in (0, 7, len(ds) - 1):
+        ids = ds[i]["input_ids"][None]
+        pos = frame_position_ids(torch.arange(ids.shape[1]), F)
+        # structure tokens carry 0..L-1, delimiters L, <bos> F, in every frame of every window
+        assert pos[0] == F
+        assert (pos[1:].reshape(-1, F) == torch.arange(F)).all()
+        assert (ids[0, 1:].reshape(-1, F)[:, -1] == codec.frame_id).all()
+        # the input that predicts token j of frame f (f >= 1) sees token j of frame f - 1
+        prev = previous_frame_ids(ids, F, none_id=codec.lm_vocab_size)[0]
+        window = ds.window(i) + codec.structure_offset
+        for f in range(1, window.shape[0]):
+            for j in (0, L // 2, L - 1):
+                q = codec.sequence_length(f) + j - 1  # the position whose next token is token j of frame f
+                assert ids[0, q + 1] == window[f, j]
+                assert prev[q] == window[f - 1, j]
+        assert (prev[: F] == codec.lm_vocab_size).all()  # the first frame has no previous frame
+
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_cached_decoding_equals_full_forward(previous):
+    from transformers import DynamicCache  # noqa: F401 - the cache type the HF forward creates
+
+    model = tiny_frame_model(previous=previous)
+    ids = torch.randint(3, 20, (2, 14))
+    prev = previous_frame_ids(ids, 4, model.none_id)
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        out = model(input_ids=ids[:, :6], use_cache=True)
+        torch.testing.assert_close(out.logits, full[:, :6], rtol=1e-4, atol=1e-5)
+        cache = out.cache
+        for t in range(6, 14):
+            extra = {"previous_frame_ids": prev[:, t: t + 1]} if previous else {}
+            out = model(input_ids=ids[:, t: t + 1], cache=cache, use_cache=True, **extra)
+            cache = out.cache
+            torch.testing.assert_close(out.logits[:, -1], full[:, t], rtol=1e-4, atol=1e-5)
+
+
+def test_cached_step_without_previous_ids_is_refused():
+    model = tiny_frame_model()
+    ids = torch.randint(3, 20, (1, 8))
+    with torch.no_grad():
+        cache = model(input_ids=ids[:, :6], use_cache=True).cache
+        with pytest.raises(ModelError, match="previous_frame_ids"):
+            model(input_ids=ids[:, 6:7], cache=cache, use_cache=True)
+
+
+def test_generate_matches_step_by_step_greedy():
+    model = tiny_frame_model(seed=1)
+    prompt = torch.randint(3, 20, (2, 7))
+    with torch.no_grad():
+        out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6,
+                             do_sample=False, pad_token_id=0, eos_token_id=None)
+        seq = prompt
+        for _ in range(6):  # greedy by full re-encoding, no cache
+            seq = torch.cat([seq, model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    torch.testing.assert_close(out, seq)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_frame_model(frame_length=5)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "mdllm_frame_mistral"
+    register_frame_model()
+    again = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True, trust_remote_code=False)
+    assert type(again) is FrameMistralForCausalLM and again.config.frame_length == 5
+    ids = torch.randint(3, 20, (2, 13))
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_config_is_validated():
+    with pytest.raises(ModelError, match="frame_length"):
+        FrameMistralConfig(frame_length=1)
+    with pytest.raises(ModelError, match="frame_embeddings"):
+        ModelSettings(frame_embeddings=False, previous_frame_embedding=True)
+
+
+def test_default_model_is_frame_aware(toy_tok):
+    codec = FrameCodec.for_tokenizer(toy_tok)
+    model = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32), 512)
+    assert isinstance(model, FrameMistralForCausalLM)
+    assert model.config.frame_length == codec.frame_length
+    assert model.previous_frame_embeddings.num_embeddings == codec.lm_vocab_size + 1
+    plain = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32,
+                                                     frame_embeddings=False, previous_frame_embedding=False), 512)
+    assert type(plain).__name__ == "MistralForCausalLM"
+
+
+def test_lora_on_the_default_model_trains_the_frame_embeddings(toy_tok):
+    settings = ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32, finetune="lora")
+    model, _ = prepare_model(toy_tok, settings, max_positions=512)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("frame_position_embeddings" in n for n in names)
+    assert any("previous_frame_embeddings" in n for n in names)
+    assert not any("embed_tokens" in n for n in names)
+
+
+def test_learns_to_copy_the_previous_frame():
+    """Frames that repeat the previous one: the previous-frame input makes the copy learnable in a few steps."""
+    L, F, vocab = 6, 7, 24  # ids 3..23 are "structure" tokens, 2 the delimiter, 1 <bos>
+    torch.manual_seed(0)
+    model = tiny_frame_model(frame_length=F, vocab=vocab).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    def batch(n):
+        frame = torch.randint(3, vocab, (n, 1, L))
+        body = torch.cat([frame.expand(n, 3, L), torch.full((n, 3, 1), 2)], dim=2).reshape(n, -1)
+        return torch.cat([torch.ones(n, 1, dtype=torch.long), body], dim=1)
+
+    for _ in range(80):
+        ids = batch(16)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    ids = batch(64)
+    with torch.no_grad():
+        pred = model(input_ids=ids).logits.argmax(-1)
+    # tokens of frames 2 and 3 (positions F + 1 .. end, predicted from position - 1)
+    target = ids[:, F + 1:]
+    hit = (pred[:, F: -1] == target).float().mean().item()
+    assert hit > 0.95
+
+
+def test_old_bundles_are_refused(trained_bundle_dir, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(trained_bundle_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    meta = json.loads((copy / "bundle.json").read_text())
+    meta["version"] = 1
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="retrain"):
+        load_bundle(copy, device="cpu")
+
+
+def test_sampler_log_likelihood_matches_full_forward(trained_bundle):
+    """The sampler's KV-cache steps (positions, previous-frame ids) give the full forward's numbers."""
+    from mdllm_kit.lm.sampler import Sampler
+
+    bundle = trained_bundle
+    codec = bundle.codec
+    ens = Sampler(bundle).sample(n_frames=2, n_walkers=2, seed=3)
+    seed = bundle.seed_tokens
+    for k in range(2):
+        history = np.concatenate([seed, ens.tokens[k, :1]])[-bundle.window_frames:]
+        ids = torch.from_numpy(np.concatenate([codec.encode_frames(history), codec.encode_frames(ens.tokens[k, 1:2],
+                                                                                                  bos=False)]))
+        with torch.no_grad():
+            logp = torch.log_softmax(bundle.model(input_ids=ids[None]).logits[0].double(), -1)
+        first = codec.sequence_length(len(history))
+        new = ids[first: first + codec.tokens_per_frame]
+        ll = logp[first - 1: first - 1 + codec.tokens_per_frame].gather(1, new[:, None]).sum().item()
+        assert ll == pytest.approx(ens.log_likelihood[k, 1], rel=1e-4)

@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lm_commands(sub)
 
+    from .analysis.cli import add_analysis_commands
+
+    add_analysis_commands(sub)
+
     return parser
 
 

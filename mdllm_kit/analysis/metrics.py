@@ -1,0 +1,250 @@
+"""The metrics dictionary of a generated ensemble (what ``mdllm analyze`` prints).
+
+:func:`analyze` measures a generated ensemble against named reference
+structures, the training ensemble and, optionally, a reference ensemble
+(ground-truth MD). Its result is JSON-serialisable; RMSD values are given in
+Angstrom (keys ending ``_A``), times in frames or ps as named.
+
+Layout
+------
+``n_frames``, ``n_walkers``
+    Generated frames (all walkers) and walkers.
+``references.<NAME>``
+    Per reference structure (see :func:`reference_coverage`):
+    ``min_rmsd_A`` (Calpha, Angstrom), ``reached`` (min < 3 A),
+    ``first_step_within`` / ``first_step_within_per_walker`` (generated-frame
+    time step of the first frame within 3 A, ``null`` if never),
+    ``fraction_within`` and ``covered`` keyed by threshold in Angstrom
+    (``"1.5"``, ``"2.0"``, ``"3.0"``, ``"4.0"``), ``argmin_step``,
+    ``argmin_walker``.
+``novelty``
+    ``nearest_training_rmsd_A`` (``min``/``median``/``max`` over generated
+    frames), ``cutoff_A`` (99th percentile of the training set's own
+    nearest-neighbour RMSD), ``novel_fraction`` (frames beyond it),
+    ``training_frames_used``.
+``validity``
+    Generated frames (see :func:`validity_report`): ``ca_valid_fraction``,
+    ``ca_break_rate``, ``ca_clash_rate``, ``frames_without_ca_break``,
+    ``frames_without_ca_clash``, ``cn_break_rate`` (``null`` for Calpha-only
+    frames), ``thresholds_A``; ``validity.training`` holds the same for the
+    training frames, for scale.
+``projection``
+    ``pca`` and ``tica``: the fitted projections' summaries (labels,
+    explained variance / timescales); ``references.<NAME>``: each
+    reference's position in PCA space; ``generated_mean``.
+``comparison`` (only with a reference ensemble)
+    ``js_distance`` (PCA components and 2D, base 2), ``js_distance_tica``,
+    ``rmsf`` (``pearson_r``, mean RMSF in A), ``populations`` (states,
+    generated / reference populations, ``js_distance``), ``msm`` (see
+    :func:`msm_comparison`), ``n_reference_frames``.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mdtraj as md
+import numpy as np
+
+from ..errors import MdllmError
+from .comparison import MSM_LAGTIME_FRAMES, MSM_N_CLUSTERS, N_STATES, compare_ensembles, js_distances, msm_comparison
+from .coverage import STATE_REACHED_NM, reference_coverage
+from .novelty import (NOVELTY_MAX_TRAINING_FRAMES, nearest_training_rmsd, novel_fraction, subsample_evenly,
+                      training_novelty_cutoff)
+from .projection import fit_pca, fit_tica
+from .rmsd import rmsd_to_references
+from .validity import validity_report
+
+__all__ = ["TICA_LAGTIME_FRAMES", "analyze", "summary_lines"]
+
+logger = logging.getLogger(__name__)
+
+NM_TO_A = 10.0
+#: Lag time (frames) of the TICA fitted on the training ensemble (50 ps at the AdK data's 5 ps spacing).
+TICA_LAGTIME_FRAMES = 10
+#: Training frames used for the training-set validity baseline (evenly strided).
+_VALIDITY_TRAINING_FRAMES = 500
+
+
+def _stats_A(values_nm: np.ndarray) -> dict[str, float]:
+    v = np.asarray(values_nm) * NM_TO_A
+    return {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())}
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k != "per_frame"}
+
+
+def _walkers(traj: md.Trajectory, n_walkers: int) -> list[md.Trajectory]:
+    return [traj[k::n_walkers] for k in range(n_walkers)]
+
+
+def analyze(
+    generated: md.Trajectory,
+    training: md.Trajectory,
+    references: Mapping[str, md.Trajectory],
+    reference_ensemble: md.Trajectory | None = None,
+    n_walkers: int | None = None,
+    generated_labels: np.ndarray | None = None,
+    reference_labels: np.ndarray | None = None,
+    state_names: Sequence[str] | None = None,
+    reached_nm: float = STATE_REACHED_NM,
+    n_states: int = N_STATES,
+    msm_clusters: int = MSM_N_CLUSTERS,
+    msm_lagtime: int = MSM_LAGTIME_FRAMES,
+    tica_lagtime: int = TICA_LAGTIME_FRAMES,
+    max_training_frames: int = NOVELTY_MAX_TRAINING_FRAMES,
+    seed: int = 0,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Discovery, novelty, validity and ensemble metrics of a generated ensemble.
+
+    Parameters
+    ----------
+    generated : mdtraj.Trajectory
+        Generated frames, nm; frame-major over walkers when ``n_walkers`` is
+        given (as :attr:`GeneratedEnsemble.trajectory`).
+    training : mdtraj.Trajectory
+        The training ensemble, nm.
+    references : mapping of str to mdtraj.Trajectory
+        Named reference structures (first frame used; may be all-atom).
+    reference_ensemble : mdtraj.Trajectory, optional
+        Ground-truth ensemble for the ``comparison`` block.
+    n_walkers : int, optional
+        Walkers of a frame-major ensemble (default 1: one trajectory).
+    generated_labels, reference_labels : numpy.ndarray of int, optional
+        Ground-truth state labels of generated and reference-ensemble frames
+        (e.g. :func:`mdllm_kit.datasets.adk_cg_states`); populations then use
+        them instead of k-means. ``n_states`` must cover the label values.
+    state_names : sequence of str, optional
+        Names of the label values.
+    reached_nm : float
+        RMSD at which a reference counts as reached, nm (default 3 A).
+    n_states, msm_clusters, msm_lagtime : int
+        k-means states, MSM cluster centres and MSM lag time (frames).
+    tica_lagtime : int
+        Lag time of the TICA fitted on the training ensemble, frames.
+    max_training_frames : int
+        Training frames (evenly strided) used for novelty.
+    seed : int
+        Seed of the clusterings.
+    details : dict, optional
+        If given, filled with the arrays behind the metrics, for plotting:
+        ``rmsd_nm`` (per reference), ``nearest_training_rmsd_nm``,
+        ``validity`` (full report with ``per_frame``), ``pca``, ``tica``
+        (:class:`FittedProjection`), ``pca_generated``, ``pca_training``,
+        ``pca_references``, ``pca_reference_ensemble``.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable metrics; layout in the module docstring.
+    """
+    n_walkers = 1 if n_walkers is None else int(n_walkers)
+    if generated.n_frames == 0:
+        raise MdllmError("the generated ensemble has no frames; sample some first (mdllm sample)")
+    if generated.n_frames % n_walkers:
+        raise MdllmError(f"{generated.n_frames} generated frames do not split into {n_walkers} walkers")
+    details = {} if details is None else details
+    metrics: dict[str, Any] = {"n_frames": int(generated.n_frames), "n_walkers": n_walkers}
+
+    rmsd_nm = rmsd_to_references(generated, references)
+    details["rmsd_nm"] = rmsd_nm
+    metrics["references"] = reference_coverage(rmsd_nm, reached_nm=reached_nm, n_walkers=n_walkers)
+
+    nearest = nearest_training_rmsd(generated, training, max_training_frames=max_training_frames)
+    cutoff = training_novelty_cutoff(training, max_training_frames=max_training_frames)
+    details["nearest_training_rmsd_nm"] = nearest
+    metrics["novelty"] = {
+        "nearest_training_rmsd_A": _stats_A(nearest),
+        "cutoff_A": float(cutoff * NM_TO_A),
+        "novel_fraction": novel_fraction(nearest, cutoff),
+        "training_frames_used": int(subsample_evenly(training, max_training_frames).n_frames),
+    }
+
+    validity = validity_report(generated)
+    details["validity"] = validity
+    metrics["validity"] = _summary(validity)
+    metrics["validity"]["training"] = _summary(validity_report(subsample_evenly(training, _VALIDITY_TRAINING_FRAMES)))
+
+    pca = fit_pca(training)
+    details["pca"] = pca
+    details["pca_training"] = pca.transform(training)
+    details["pca_generated"] = gen_pc = pca.transform(generated)
+    details["pca_references"] = {name: pca.transform(ref)[0] for name, ref in references.items()}
+    metrics["projection"] = {
+        "pca": pca.summary(),
+        "references": {name: [float(v) for v in xy] for name, xy in details["pca_references"].items()},
+        "generated_mean": [float(v) for v in gen_pc.mean(0)],
+    }
+    tica = None
+    if training.n_frames > tica_lagtime:
+        tica = fit_tica(training, lagtime=tica_lagtime)
+        metrics["projection"]["tica"] = tica.summary()
+    details["tica"] = tica
+
+    if reference_ensemble is not None:
+        comparison = compare_ensembles(
+            generated, reference_ensemble, pca, n_states=n_states, generated_labels=generated_labels,
+            reference_labels=reference_labels, state_names=state_names, seed=seed,
+        )
+        details["pca_reference_ensemble"] = pca.transform(reference_ensemble)
+        details["rmsf"] = comparison["rmsf"]
+        comparison["rmsf"] = {k: v for k, v in comparison["rmsf"].items() if not k.endswith("_nm")}
+        if tica is not None:
+            comparison["js_distance_tica"] = js_distances(tica.transform(generated), tica.transform(reference_ensemble),
+                                                          tica.labels)
+        labels = None
+        if generated_labels is not None and reference_labels is not None:
+            # pooled in walker order, as msm_comparison pools the walker trajectories
+            gen_labels = np.asarray(generated_labels)
+            labels = (np.concatenate([gen_labels[k::n_walkers] for k in range(n_walkers)]), reference_labels)
+        dt_ref = float(reference_ensemble.timestep) if reference_ensemble.n_frames > 1 else None
+        comparison["msm"] = msm_comparison(
+            _walkers(generated, n_walkers), reference_ensemble, pca, n_clusters=msm_clusters, lagtime=msm_lagtime,
+            seed=seed, reference_dt_ps=dt_ref, state_labels=labels, state_names=state_names,
+        )
+        comparison["n_reference_frames"] = int(reference_ensemble.n_frames)
+        metrics["comparison"] = comparison
+    return metrics
+
+
+def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """A short human-readable summary of :func:`analyze`'s metrics (what ``mdllm analyze`` prints)."""
+    lines = [f"generated frames: {metrics['n_frames']} ({metrics['n_walkers']} walker(s))"]
+    for name, ref in metrics["references"].items():
+        first = ref["first_step_within"]
+        lines.append(
+            f"reference {name}: min Calpha RMSD {ref['min_rmsd_A']:.2f} A -> "
+            f"{'reached' if ref['reached'] else 'not reached'} (threshold {ref['reached_threshold_A']:.1f} A"
+            + (f", first at step {first}" if first is not None else "") + "); within "
+            + ", ".join(f"{k} A: {100 * v:.1f}%" for k, v in ref["fraction_within"].items())
+        )
+    nov = metrics["novelty"]
+    lines.append(
+        f"novelty: nearest training frame {nov['nearest_training_rmsd_A']['median']:.2f} A (median); "
+        f"{100 * nov['novel_fraction']:.1f}% of frames beyond {nov['cutoff_A']:.2f} A (outside the training ensemble)"
+    )
+    val = metrics["validity"]
+    line = (f"validity: {100 * val['ca_valid_fraction']:.1f}% of frames without Calpha break or clash "
+            f"(breaks in {100 * (1 - val['frames_without_ca_break']):.1f}% of frames, clashes in "
+            f"{100 * (1 - val['frames_without_ca_clash']):.1f}%)")
+    if val.get("cn_break_rate") is not None:
+        line += f"; peptide C-N breaks: {100 * val['cn_break_rate']:.2f}% of bonds"
+    lines.append(line)
+    comp = metrics.get("comparison")
+    if comp:
+        js = comp["js_distance"]
+        lines.append("comparison with the reference ensemble: JS distance "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in js.items())
+                     + f"; RMSF correlation {comp['rmsf']['pearson_r']:.2f}")
+        pops = comp["populations"]
+        lines.append("populations (generated / reference): " + ", ".join(
+            f"{s} {g:.2f}/{r:.2f}" for s, g, r in zip(pops["states"], pops["generated"], pops["reference"])))
+        msm = comp["msm"]
+        for name in ("generated", "reference"):
+            m = msm[name]
+            lines.append(f"MSM {name}: " + (m["error"] if "error" in m else
+                         "timescales (frames) " + ", ".join(f"{t:.1f}" for t in m["timescales_frames"])))
+    return lines

@@ -24,7 +24,7 @@ from .atomic import atomic_write_json
 from .report import ReportSection, write_report
 from .viz import rmsd_pair_map, rmsd_timeline
 
-__all__ = ["PIPELINE_STAGES", "DemoConfig", "StageResult", "run_demo"]
+__all__ = ["PIPELINE_STAGES", "DemoConfig", "StageResult", "analysis_stage", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +309,113 @@ def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     return StageResult("sampling", metrics, section)
 
 
+def _analysis_figures(details: dict[str, Any], n_walkers: int, metrics: dict[str, Any]) -> list[Any]:
+    """State map on the training PCA, per-walker RMSD timelines, validity bars (mk.viz when available)."""
+    import plotly.graph_objects as go
+
+    pca = details["pca"]
+    refs_xy = {f"{name} crystal": (float(xy[0]), float(xy[1])) for name, xy in details["pca_references"].items()}
+    gen_xy = details["pca_generated"]
+    n_frames = len(gen_xy) // n_walkers
+    try:  # the richer figures of mk.viz (state map, per-walker timelines, validity bars)
+        from .viz import rmsd_timelines, state_map, validity_summary
+    except ImportError:
+        state_map = None
+    if state_map is not None:
+        return [
+            state_map(details["pca_training"], gen_xy, refs_xy, walker=np.tile(np.arange(n_walkers), n_frames),
+                      time=np.repeat(np.arange(n_frames), n_walkers), labels=tuple(pca.labels), unit="nm",
+                      title="State map: PCA of the training frames (density), generated frames, crystal states"),
+            rmsd_timelines(details["rmsd_nm"], n_walkers=n_walkers, threshold_nm=STATE_REACHED_NM,
+                           title="Generated frames: Calpha RMSD to the crystal states, per walker"),
+            validity_summary({"training": details["validity_training"], "generated": details["validity"]}),
+        ]
+    fig = go.Figure()
+    train_xy = details["pca_training"] * NM_TO_A
+    fig.add_trace(go.Histogram2dContour(x=train_xy[:, 0], y=train_xy[:, 1], name="training", showscale=False,
+                                        colorscale="Blues", contours={"coloring": "fill"}, showlegend=True))
+    fig.add_trace(go.Scatter(x=gen_xy[:, 0] * NM_TO_A, y=gen_xy[:, 1] * NM_TO_A, mode="markers", name="generated",
+                             marker={"size": 5, "color": "crimson"}))
+    for label, (x, y) in refs_xy.items():
+        fig.add_trace(go.Scatter(x=[x * NM_TO_A], y=[y * NM_TO_A], mode="markers+text", text=[label], name=label,
+                                 textposition="middle right", marker={"size": 14, "symbol": "star"}))
+    fig.update_layout(title="State map: PCA of the training frames", template="plotly_white",
+                      xaxis_title=f"{pca.labels[0]} (A)", yaxis_title=f"{pca.labels[1]} (A)")
+    return [fig, rmsd_timeline(details["rmsd_nm"], title="Generated frames (frame-major): RMSD to the crystal states")]
+
+
+def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trained: StageResult,
+                   sampled: StageResult, out: Path) -> StageResult:
+    """Discovery analysis of the sampled ensemble: crystal states, novelty, validity, ground truth."""
+    from .analysis import analyze
+    from .lm import GeneratedEnsemble
+
+    ensemble = GeneratedEnsemble.load(out / "samples")
+    runs, refs = data.extras["runs"], data.extras["references"]
+    train, truth = runs["closed_train"], runs["equilibrium"]
+    details: dict[str, Any] = {}
+    metrics = analyze(
+        ensemble.trajectory, train, refs, reference_ensemble=truth, n_walkers=ensemble.n_walkers,
+        generated_labels=datasets.adk_cg_states(ensemble.trajectory), reference_labels=datasets.adk_cg_states(truth),
+        state_names=datasets.ADK_STATE_NAMES, n_states=len(datasets.ADK_STATE_NAMES), seed=config.seed,
+        details=details,
+    )
+    open_, closed = metrics["references"]["open"], metrics["references"]["closed"]
+    val, nov, comp = metrics["validity"], metrics["novelty"], metrics["comparison"]
+    reached = open_["reached"]
+    verdict = (
+        f"Open state {'REACHED' if reached else 'NOT reached'}: the closest generated frame is "
+        f"{open_['min_rmsd_A']:.2f} A (Calpha RMSD) from the open crystal (threshold 3 A); "
+        f"{100 * open_['fraction_within']['3.0']:.1f}% of the {metrics['n_frames']} generated frames are within 3 A "
+        + (f"(first at generated step {open_['first_step_within']})" if reached else "")
+        + f". Closest to the closed crystal: {closed['min_rmsd_A']:.2f} A."
+    )
+    physical = (
+        f"Physical validity: {100 * val['ca_valid_fraction']:.1f}% of generated frames have no Calpha bond break "
+        f"(> 4.2 A) and no Calpha clash (< 3.0 A), against {100 * val['training']['ca_valid_fraction']:.1f}% of "
+        f"training frames; {100 * val['ca_break_rate']:.2f}% of Calpha-Calpha bonds are broken "
+        "(criteria of ProteinBench/ConfDiff)."
+    )
+    novelty = (
+        f"Novelty: {100 * nov['novel_fraction']:.1f}% of generated frames lie outside the training ensemble "
+        f"(nearest training frame farther than {nov['cutoff_A']:.2f} A, the 99th percentile of the training "
+        f"frames' own nearest-neighbour RMSD); median distance to the nearest training frame "
+        f"{nov['nearest_training_rmsd_A']['median']:.2f} A."
+    )
+    pops = comp["populations"]
+    truth_text = (
+        "Against the ground-truth equilibrium run: state populations (generated / truth) "
+        + ", ".join(f"{s} {g:.2f} / {r:.2f}" for s, g, r in zip(pops["states"], pops["generated"], pops["reference"]))
+        + f"; Jensen-Shannon distance of the PCA histograms {comp['js_distance']['PC1-PC2']:.2f} (0 = same, "
+        f"1 = disjoint); RMSF correlation {comp['rmsf']['pearson_r']:.2f}. The walkers are short "
+        f"({ensemble.n_frames} frames), so their Markov model "
+        + ("could not be estimated (" + comp["msm"]["generated"]["error"] + ")"
+           if "error" in comp["msm"]["generated"] else
+           f"has a slowest timescale of {comp['msm']['generated']['timescales_frames'][0]:.1f} frames")
+        + (f" against {comp['msm']['reference']['timescales_frames'][0]:.1f} frames for the ground truth."
+           if "timescales_frames" in comp["msm"]["reference"] else ".")
+    )
+    table = {
+        "min RMSD to open (A)": open_["min_rmsd_A"],
+        "min RMSD to closed (A)": closed["min_rmsd_A"],
+        "open reached (< 3 A)": "yes" if reached else "no",
+        "frames within 3 A of open": f"{100 * open_['fraction_within']['3.0']:.1f}%",
+        "open covered (BioEmu 0.1%, 3 A)": "yes" if open_["covered"]["3.0"] else "no",
+        "Calpha-valid frames (generated / training)":
+            f"{100 * val['ca_valid_fraction']:.1f}% / {100 * val['training']['ca_valid_fraction']:.1f}%",
+        "frames outside the training ensemble": f"{100 * nov['novel_fraction']:.1f}%",
+        "JS distance to ground truth (PC1-PC2)": comp["js_distance"]["PC1-PC2"],
+        "RMSF correlation with ground truth": comp["rmsf"]["pearson_r"],
+    }
+    section = ReportSection(
+        title="Discovery analysis",
+        text="\n\n".join([verdict, physical, novelty, truth_text]),
+        table=table,
+        figures=_analysis_figures(details, ensemble.n_walkers, metrics),
+    )
+    return StageResult("analysis", metrics, section)
+
+
 def run_demo(
     out_dir: str | os.PathLike = "demo_output",
     config: DemoConfig | None = None,
@@ -335,8 +442,9 @@ def run_demo(
     report = progress or logger.info
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stages: list[Callable[..., StageResult]] = [data_stage, tokenizer_stage, training_stage, sampling_stage]
-    writes_files = {training_stage, sampling_stage}
+    stages: list[Callable[..., StageResult]] = [data_stage, tokenizer_stage, training_stage, sampling_stage,
+                                                analysis_stage]
+    writes_files = {training_stage, sampling_stage, analysis_stage}
     results: list[StageResult] = []
     for stage in stages:
         report(f"stage {len(results) + 1}/{len(stages)}: {stage.__name__.removesuffix('_stage')}")

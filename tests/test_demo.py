@@ -85,3 +85,29 @@ def test_demo_trains_a_bundle_and_samples_decodable_frames(demo_run):
     rmsd = rmsd_to_references(ensemble.trajectory, mk.datasets.adk_references())
     assert sampling["min_rmsd_A"]["open"] == pytest.approx(rmsd["open"].min() * 10, abs=1e-3)
     assert sampling["reached_within_3A"]["open"] == bool(rmsd["open"].min() < 0.3)
+
+
+def test_demo_analysis_stage_reports_discovery_validity_and_ground_truth(demo_run):
+    import mdllm_kit as mk
+    from mdllm_kit.analysis import rmsd_to_references
+
+    out, metrics = demo_run
+    assert metrics["stages_run"] == list(PIPELINE_STAGES) and metrics["stages_pending"] == []
+    analysis = metrics["analysis"]
+    assert analysis["n_frames"] == 6 and analysis["n_walkers"] == 2
+    ensemble = mk.GeneratedEnsemble.load(out / "samples")
+    rmsd = rmsd_to_references(ensemble.trajectory, mk.datasets.adk_references())
+    for name in ("closed", "open"):
+        ref = analysis["references"][name]
+        assert ref["min_rmsd_A"] == pytest.approx(rmsd[name].min() * 10, abs=1e-3)
+        assert ref["reached"] == bool(rmsd[name].min() < 0.3)
+        assert set(ref["fraction_within"]) == {"1.5", "2.0", "3.0", "4.0"}
+    assert 0.0 <= analysis["novelty"]["novel_fraction"] <= 1.0
+    assert 0.0 <= analysis["validity"]["ca_valid_fraction"] <= 1.0
+    assert analysis["validity"]["training"]["ca_valid_fraction"] > 0.3
+    comparison = analysis["comparison"]
+    assert comparison["populations"]["states"] == list(mk.datasets.ADK_STATE_NAMES)
+    assert sum(comparison["populations"]["reference"]) == pytest.approx(1.0)
+    assert "timescales_frames" in comparison["msm"]["reference"]
+    html = (out / "report.html").read_text()
+    assert "Discovery analysis" in html and "Open state" in html and "Physical validity" in html

@@ -132,7 +132,8 @@ def analyze(
     details : dict, optional
         If given, filled with the arrays behind the metrics, for plotting:
         ``rmsd_nm`` (per reference), ``nearest_training_rmsd_nm``,
-        ``validity`` (full report with ``per_frame``), ``pca``, ``tica``
+        ``validity`` and ``validity_training`` (full reports with
+        ``per_frame``), ``pca``, ``tica``
         (:class:`FittedProjection`), ``pca_generated``, ``pca_training``,
         ``pca_references``, ``pca_reference_ensemble``.
 
@@ -166,7 +167,9 @@ def analyze(
     validity = validity_report(generated)
     details["validity"] = validity
     metrics["validity"] = _summary(validity)
-    metrics["validity"]["training"] = _summary(validity_report(subsample_evenly(training, _VALIDITY_TRAINING_FRAMES)))
+    details["validity_training"] = training_validity = validity_report(
+        subsample_evenly(training, _VALIDITY_TRAINING_FRAMES))
+    metrics["validity"]["training"] = _summary(training_validity)
 
     pca = fit_pca(training)
     details["pca"] = pca

@@ -17,6 +17,8 @@ from .loading import check_backbone, find_chain_breaks, load_trajectory
 from .tokenizer import StructureTokenizer, TokenizerConfig
 from .lm import (GeneratedEnsemble, LoraSettings, ModelBundle, ModelSettings, Sampler, SamplingSettings,
                  TrainSettings, load_bundle, train)
+from .analysis import (analyze, fit_pca, fit_tica, nearest_training_rmsd, reference_coverage, rmsd_to_references,
+                       validity_report)
 
 __version__ = "0.1.0"
 
@@ -54,4 +56,12 @@ __all__ = [
     "TrainSettings",
     "load_bundle",
     "train",
+    # discovery analysis (mdllm_kit.analysis)
+    "analyze",
+    "fit_pca",
+    "fit_tica",
+    "nearest_training_rmsd",
+    "reference_coverage",
+    "rmsd_to_references",
+    "validity_report",
 ]

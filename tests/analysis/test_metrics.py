@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pytest
+
+import mdllm_kit as mk
+from mdllm_kit.analysis import analyze, summary_lines
+
+
+@pytest.fixture(scope="module")
+def adk():
+    return {"train": mk.datasets.load_adk_cg("closed_train"), "truth": mk.datasets.load_adk_cg("equilibrium")[::4],
+            "refs": mk.datasets.adk_references()}
+
+
+def test_training_frames_are_not_novel_and_crystals_sit_where_rmsd_says(adk):
+    train = adk["train"]
+    gen = train[::150]  # 16 frames that are in the novelty subsample (stride 3): nearest RMSD 0
+    details = {}
+    metrics = analyze(gen, train, adk["refs"], n_walkers=4, details=details)
+    json.dumps(metrics, allow_nan=False)
+    assert metrics["n_frames"] == 16 and metrics["n_walkers"] == 4
+    assert metrics["novelty"]["nearest_training_rmsd_A"]["max"] == pytest.approx(0.0, abs=0.02)  # float32 RMSD
+    assert metrics["novelty"]["novel_fraction"] == 0.0
+    # closed_train never comes within 3 A of the open crystal
+    assert not metrics["references"]["open"]["reached"]
+    assert metrics["references"]["open"]["min_rmsd_A"] >= 3.0
+    assert metrics["references"]["closed"]["reached"]
+    assert set(metrics) == {"n_frames", "n_walkers", "references", "novelty", "validity", "projection"}
+    assert metrics["projection"]["pca"]["labels"] == ["PC1", "PC2"]
+    assert metrics["projection"]["tica"]["lagtime_frames"] == 10
+    np.testing.assert_allclose(details["pca_generated"], details["pca_training"][::150], atol=1e-4)
+    assert len(details["validity"]["per_frame"]["ca_valid"]) == 16
+
+
+def test_ground_truth_compared_with_itself(adk):
+    truth = adk["truth"]
+    labels = mk.datasets.adk_cg_states(truth)
+    metrics = analyze(truth, adk["train"], adk["refs"], reference_ensemble=truth, generated_labels=labels,
+                      reference_labels=labels, state_names=mk.datasets.ADK_STATE_NAMES, n_states=3)
+    comp = metrics["comparison"]
+    assert comp["js_distance"]["PC1-PC2"] == pytest.approx(0.0, abs=1e-7)
+    assert comp["rmsf"]["pearson_r"] == pytest.approx(1.0, abs=1e-6)
+    assert comp["populations"]["generated"] == comp["populations"]["reference"]
+    gt = mk.datasets.adk_cg_metadata()["runs"]["equilibrium"]["populations"]
+    assert comp["populations"]["reference"][1] == pytest.approx(gt["open"], abs=0.02)
+    assert comp["msm"]["generated"]["timescales_frames"] == pytest.approx(comp["msm"]["reference"]["timescales_frames"])
+    assert metrics["references"]["open"]["reached"]
+    text = "\n".join(summary_lines(metrics))
+    assert "reference open" in text and "reached" in text and "MSM generated" in text
+
+
+def test_walkers_must_divide_the_frames(adk):
+    with pytest.raises(mk.MdllmError, match="walkers"):
+        analyze(adk["train"][:5], adk["train"], adk["refs"], n_walkers=2)

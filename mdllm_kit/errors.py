@@ -33,3 +33,7 @@ class SamplingError(ModelError):
 
 class TokenizerError(MdllmError):
     """A structure tokenizer cannot encode, decode or load the given input."""
+
+
+class VisualizationError(MdllmError):
+    """A figure, 3D view or notebook widget cannot be built from the given input."""

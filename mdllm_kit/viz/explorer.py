@@ -1,0 +1,342 @@
+"""SamplingExplorer: an ipywidgets app that samples from a model and shows frames as they arrive.
+
+Sampling runs in a background thread (``threading.Thread``) through
+:meth:`mdllm_kit.lm.sampler.Sampler.sample` with a per-frame ``callback``:
+each finished frame is decoded, projected onto the state map and appended to
+the 3D view while the notebook kernel stays free for other cells. ipywidgets
+8 sends updates made from that thread; only one run at a time is allowed
+(Generate is disabled while one runs), and Stop ends a run cooperatively after
+the frame being generated.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import mdtraj as md
+import numpy as np
+
+from ..errors import VisualizationError
+from ..lm.config import SamplingSettings
+from .state_map import (TRACE_GENERATED, TRACE_SELECTED, generated_trace, selected_trace, state_map,
+                        walker_color)
+from .structure import FrameStore, default_representation, show_frame
+
+__all__ = ["SamplingExplorer"]
+
+logger = logging.getLogger(__name__)
+
+#: Upper ends of the sliders (a CPU samples a few frames per second for AdK; a GPU many more).
+MAX_FRAMES = 1000
+MAX_WALKERS = 32
+MAX_TEMPERATURE = 2.0
+#: Start values of the frames and walkers sliders when no settings are given (a run of about a minute on a CPU).
+DEFAULT_FRAMES = 20
+DEFAULT_WALKERS = 4
+#: The 3D view follows the newest frame of this walker while sampling.
+FOLLOWED_WALKER = 0
+
+
+def _seed_structure(bundle: Any, seed_frames: Any) -> md.Trajectory:
+    """One frame giving the topology of decoded frames (and the orientation frames are superposed on)."""
+    if isinstance(seed_frames, md.Trajectory):
+        return seed_frames[-1]
+    tokens = seed_frames if seed_frames is not None else bundle.seed_tokens
+    if tokens is None:
+        raise VisualizationError("the bundle holds no seed frames; pass seed_frames (structures or tokens)")
+    tokens = np.asarray(tokens)
+    return bundle.tokenizer.decode(tokens.reshape(-1, tokens.shape[-1])[-1:])
+
+
+class SamplingExplorer:
+    """Sample from a trained model with sliders; watch the state map and the 3D view fill in.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        Trained model, tokenizer and codec (``mk.load_bundle(dir)``).
+    training : mdtraj.Trajectory, optional
+        Training frames: their density is drawn on the map, and a PCA is
+        fitted on them (:func:`mdllm_kit.analysis.fit_pca`) when no
+        ``projection`` is given.
+    references : mapping of str to mdtraj.Trajectory, optional
+        Reference states shown as labelled stars (e.g.
+        ``mk.datasets.adk_references()``; all-atom structures are matched by
+        residue and atom name).
+    projection : FittedProjection, optional
+        Anything with ``transform(trajectory) -> (n_frames, >= 2)``,
+        ``labels`` and ``kind`` (``"pca"`` values are nm and shown in
+        Angstrom); default a PCA of ``training``.
+    seed_frames : mdtraj.Trajectory or numpy.ndarray, optional
+        Starting structures or tokens passed to the sampler (default: the
+        bundle's seed frames).
+    settings : SamplingSettings, optional
+        Start values of the controls and the settings not on them
+        (``context_frames``, ``flush_every``).
+    sampler : Sampler, optional
+        Default ``mk.Sampler(bundle)``.
+
+    Attributes
+    ----------
+    temperature, top_p : ipywidgets.FloatSlider
+    top_k, n_frames, n_walkers : ipywidgets.IntSlider
+    seed : ipywidgets.IntText
+    generate_button, stop_button : ipywidgets.Button
+    progress : ipywidgets.IntProgress
+        Frames per walker done in the current run, out of ``max``.
+    status : ipywidgets.HTML
+    figure : plotly.graph_objects.FigureWidget
+        The state map; one trace per walker of the current run, ``customdata``
+        the frame index in ``ensemble.trajectory`` (frame-major).
+    view : nglview.NGLWidget
+        The frames of the current run; ``view.frame`` is the one shown.
+    widget : ipywidgets.VBox
+        The whole app (the explorer also displays itself).
+    ensemble : GeneratedEnsemble or None
+        Result of the last finished (or stopped) run.
+    error : BaseException or None
+        Why the last run failed, if it did.
+
+    Examples
+    --------
+    >>> explorer = mk.viz.SamplingExplorer(bundle, training=train, references=mk.datasets.adk_references())
+    >>> explorer            # doctest: +SKIP
+    >>> explorer.generate_button.click(); explorer.wait().n_frames  # doctest: +SKIP
+    """
+
+    def __init__(self, bundle: Any, training: md.Trajectory | None = None,
+                 references: Mapping[str, md.Trajectory] | None = None, projection: Any = None, *,
+                 seed_frames: Any = None, settings: SamplingSettings | None = None, sampler: Any = None) -> None:
+        import ipywidgets as w
+        import nglview
+        import plotly.graph_objects as go
+
+        from ..lm.sampler import Sampler
+
+        self.bundle = bundle
+        self.sampler = sampler if sampler is not None else Sampler(bundle)
+        self.seed_frames = seed_frames
+        self.base_settings = settings or SamplingSettings(n_frames=DEFAULT_FRAMES, n_walkers=DEFAULT_WALKERS)
+        if projection is None:
+            if training is None:
+                raise VisualizationError("the state map needs coordinates: pass training frames (a PCA is fitted "
+                                         "on them) or a fitted projection (mk.analysis.fit_pca(train))")
+            from ..analysis.projection import fit_pca
+
+            projection = fit_pca(training)
+        if not callable(getattr(projection, "transform", None)):
+            raise VisualizationError(f"projection must have a transform(trajectory) method; got "
+                                     f"{type(projection).__name__}")
+        self.projection = projection
+        self.unit = "nm" if getattr(projection, "kind", None) == "pca" else None
+        self._scale = 10.0 if self.unit == "nm" else 1.0
+        labels = tuple(getattr(projection, "labels", ("coordinate 1", "coordinate 2"))[:2])
+        train_xy = None if training is None else self._project(training)
+        ref_xy = {name: tuple(self._project(ref[0])[0]) for name, ref in (references or {}).items()}
+
+        s = self.base_settings
+        style = {"description_width": "90px"}
+        self.temperature = w.FloatSlider(value=s.temperature, min=0.0, max=max(MAX_TEMPERATURE, s.temperature),
+                                         step=0.05, description="temperature", style=style)
+        self.top_k = w.IntSlider(value=s.top_k, min=0, max=max(int(bundle.codec.n_structure_tokens), s.top_k),
+                                 description="top-k", style=style)
+        self.top_p = w.FloatSlider(value=s.top_p, min=0.01, max=1.0, step=0.01, description="top-p", style=style)
+        self.n_frames = w.IntSlider(value=s.n_frames, min=1, max=max(MAX_FRAMES, s.n_frames), description="frames",
+                                    style=style)
+        self.n_walkers = w.IntSlider(value=s.n_walkers, min=1, max=max(MAX_WALKERS, s.n_walkers),
+                                     description="walkers", style=style)
+        self.seed = w.IntText(value=s.seed, description="seed", style=style)
+        self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
+        self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.progress = w.IntProgress(value=0, min=0, max=s.n_frames, description="frames", style=style)
+        self.status = w.HTML("Set the sliders and press Generate.")
+        self._controls = [self.temperature, self.top_k, self.top_p, self.n_frames, self.n_walkers, self.seed]
+        self.generate_button.on_click(self._on_generate)
+        self.stop_button.on_click(self._on_stop)
+
+        fig = state_map(train_xy, None, ref_xy, labels=labels, unit=None,  # already in display units
+                        title="State map: generated frames as they arrive (click one to show it)")
+        if self.unit == "nm":
+            fig.update_layout(xaxis_title=f"{labels[0]} (A)", yaxis_title=f"{labels[1]} (A)")
+        fig.add_trace(selected_trace())
+        self.figure = go.FigureWidget(fig)
+
+        self._topology_frame = _seed_structure(bundle, seed_frames)
+        self._align_atoms = self._topology_frame.topology.select("name CA")
+        self.store = FrameStore(self._topology_frame)
+        self.view = nglview.NGLWidget()
+        self.view.add_trajectory(self.store, default=False)
+        self.view.add_representation(default_representation(self._topology_frame.topology), selection="all",
+                                     color_scheme="residueindex")
+        self.view.center()
+
+        self.ensemble: Any = None
+        self.error: BaseException | None = None
+        self.selected: int | None = None
+        self.last_settings: SamplingSettings | None = None
+        self._n_walkers_run = 0
+        self._points = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.widget = w.VBox([
+            w.HBox([w.VBox(self._controls[:3]), w.VBox(self._controls[3:])]),
+            w.HBox([self.generate_button, self.stop_button, self.progress]),
+            self.status,
+            w.HBox([self.figure, self.view]),
+        ])
+
+    # ------------------------------------------------------------------ helpers
+    def _project(self, traj: md.Trajectory) -> np.ndarray:
+        """Map coordinates in display units, shape (n_frames, 2)."""
+        xy = np.asarray(self.projection.transform(traj), dtype=np.float64)
+        if xy.ndim != 2 or xy.shape[1] < 2:
+            raise VisualizationError(f"the projection gives shape {xy.shape}; the map needs >= 2 components")
+        return xy[:, :2] * self._scale
+
+    def settings_from_controls(self) -> SamplingSettings:
+        """The sampling settings the controls show (other fields from ``settings``)."""
+        return self.base_settings.replace(
+            temperature=float(self.temperature.value), top_k=int(self.top_k.value), top_p=float(self.top_p.value),
+            n_frames=int(self.n_frames.value), n_walkers=int(self.n_walkers.value), seed=int(self.seed.value))
+
+    @property
+    def running(self) -> bool:
+        """True while a run is in progress."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _generated_traces(self) -> list[Any]:
+        return [t for t in self.figure.data if t.meta == TRACE_GENERATED]
+
+    def _set_busy(self, busy: bool) -> None:
+        self.generate_button.disabled = busy
+        self.stop_button.disabled = not busy
+        for control in self._controls:
+            control.disabled = busy
+
+    # ------------------------------------------------------------------ events
+    def _on_generate(self, _button: Any = None) -> None:
+        with self._lock:
+            if self.running:
+                logger.info("a sampling run is in progress; Generate ignored")
+                return
+            try:
+                settings = self.settings_from_controls()
+            except ValueError as exc:  # SamplingSettings validation names the bad value
+                self.status.value = f"<b>Cannot sample:</b> {exc}"
+                return
+            self.last_settings = settings
+            self.error = None
+            self._stop.clear()
+            self._reset(settings.n_walkers)
+            self.progress.max, self.progress.value = settings.n_frames, 0
+            self.status.value = (f"Sampling {settings.n_frames} frames x {settings.n_walkers} walkers "
+                                 f"(T={settings.temperature:g}, top-k={settings.top_k}, top-p={settings.top_p:g}, "
+                                 f"seed {settings.seed})...")
+            self._set_busy(True)
+            self._thread = threading.Thread(target=self._run, args=(settings,), name="mdllm-explorer", daemon=True)
+            self._thread.start()
+
+    def _on_stop(self, _button: Any = None) -> None:
+        if self.running:
+            self._stop.set()
+            self.status.value = "Stopping after the current frame..."
+
+    def _reset(self, n_walkers: int) -> None:
+        """Drop the previous run's points and frames; one empty trace per walker."""
+        self._n_walkers_run = n_walkers
+        self._points: list[list[tuple[float, float, int]]] = [[] for _ in range(n_walkers)]
+        self.store.clear()
+        self.selected = None
+        empty = np.empty((0, 2))
+        with self.figure.batch_update():
+            self.figure.data = tuple(t for t in self.figure.data if t.meta != TRACE_GENERATED)
+            for k in range(n_walkers):
+                self.figure.add_trace(generated_trace(empty, np.empty(0, np.int64), f"walker {k}",
+                                                      color=walker_color(k)))
+            ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
+            ring.x, ring.y = [], []
+        # the ring stays on top of the new points
+        self.figure.data = tuple([t for t in self.figure.data if t.meta != TRACE_SELECTED] +
+                                 [t for t in self.figure.data if t.meta == TRACE_SELECTED])
+        for trace in self._generated_traces():
+            trace.on_click(self._on_click)
+
+    def _run(self, settings: SamplingSettings) -> None:
+        try:
+            ens = self.sampler.sample(settings, seed_frames=self.seed_frames, callback=self._on_frame)
+            self.ensemble = ens
+            done = "stopped" if ens.n_frames < settings.n_frames else "done"
+            self.status.value = (f"{done.capitalize()}: {ens.n_frames} frames x {ens.n_walkers} walkers. "
+                                 "Click a point to show its frame; <code>explorer.ensemble</code> holds them.")
+        except Exception as exc:  # shown in the app; wait() re-raises it
+            logger.exception("sampling failed")
+            self.error = exc
+            self.status.value = f"<b>Sampling failed:</b> {type(exc).__name__}: {exc}"
+        finally:
+            self._set_busy(False)
+
+    def _on_frame(self, i: int, tokens: np.ndarray) -> bool:
+        """Sampler callback: decode, superpose, project and show frame ``i`` of every walker."""
+        frames = self.bundle.tokenizer.decode(np.asarray(tokens))
+        if self._align_atoms.size >= 3:
+            frames.superpose(self._topology_frame, 0, atom_indices=self._align_atoms)
+        xy = self._project(frames)
+        k = len(xy)
+        for walker in range(k):
+            self._points[walker].append((xy[walker, 0], xy[walker, 1], i * k + walker))
+        with self.figure.batch_update():
+            for walker, trace in enumerate(self._generated_traces()[:k]):
+                x, y, index = (np.array(v) for v in zip(*self._points[walker]))
+                trace.x, trace.y, trace.customdata = x, y, index
+        self.store.extend(frames)
+        show_frame(self.view, self.store, i * k + FOLLOWED_WALKER)
+        self.progress.value = i + 1
+        return not self._stop.is_set()
+
+    def _on_click(self, trace: Any, points: Any, selector: Any = None) -> None:
+        if points.point_inds:
+            self.show_frame(int(trace.customdata[points.point_inds[0]]))
+
+    # ------------------------------------------------------------------ public
+    def show_frame(self, index: int) -> None:
+        """Show frame ``index`` of the current run (frame-major) in 3D and ring it on the map."""
+        n = self.store.n_frames
+        if not 0 <= index < n:
+            raise VisualizationError(f"frame {index} has not been generated; there are {n} so far")
+        self.selected = int(index)
+        show_frame(self.view, self.store, int(index))
+        x, y, _ = self._points[index % self._n_walkers_run][index // self._n_walkers_run]
+        ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
+        with self.figure.batch_update():
+            ring.x, ring.y = [x], [y]
+
+    def generate(self) -> None:
+        """Start a run with the current control values (as the Generate button does)."""
+        self.generate_button.click()
+
+    def stop(self) -> None:
+        """Stop the current run after the frame being generated (as the Stop button does)."""
+        self.stop_button.click()
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the current run ends; return :attr:`ensemble` (re-raise the run's error, if any).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; a :class:`TimeoutError` if the run is still going.
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"sampling still running after {timeout} s; call wait() again or stop()")
+        if self.error is not None:
+            raise self.error
+        return self.ensemble
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)

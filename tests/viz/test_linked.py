@@ -62,3 +62,17 @@ def test_points_must_match_frames(ca_frames):
     lv = linked_view(ca_frames, np.zeros((8, 2)))
     with pytest.raises(VisualizationError, match="does not exist"):
         lv.show_frame(8)
+
+
+def test_a_generated_ensemble_links_frame_major(trained_bundle, toy_traj):
+    import mdllm_kit as mk
+
+    ens = mk.Sampler(trained_bundle).sample(n_frames=3, n_walkers=2, seed=0)
+    pca = mk.fit_pca(toy_traj)
+    lv = linked_view(ens, pca.transform(ens.trajectory), train_xy=pca.transform(toy_traj), unit="nm",
+                     labels=tuple(pca.labels))
+    gen = [t for t in lv.figure.data if t.meta == TRACE_GENERATED]
+    assert [list(t.customdata) for t in gen] == [[0, 2, 4], [1, 3, 5]]  # walker taken from the ensemble
+    assert lv.view.max_frame == 5
+    lv.show_frame(3)
+    assert lv.view.frame == 3

@@ -309,39 +309,22 @@ def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     return StageResult("sampling", metrics, section)
 
 
-def _analysis_figures(details: dict[str, Any], n_walkers: int, metrics: dict[str, Any]) -> list[Any]:
-    """State map on the training PCA, per-walker RMSD timelines, validity bars (mk.viz when available)."""
-    import plotly.graph_objects as go
+def _analysis_figures(details: dict[str, Any], n_walkers: int) -> list[Any]:
+    """State map on the training PCA, per-walker RMSD timelines and validity bars (mk.viz)."""
+    from .viz import rmsd_timelines, state_map, validity_summary
 
     pca = details["pca"]
     refs_xy = {f"{name} crystal": (float(xy[0]), float(xy[1])) for name, xy in details["pca_references"].items()}
     gen_xy = details["pca_generated"]
     n_frames = len(gen_xy) // n_walkers
-    try:  # the richer figures of mk.viz (state map, per-walker timelines, validity bars)
-        from .viz import rmsd_timelines, state_map, validity_summary
-    except ImportError:
-        state_map = None
-    if state_map is not None:
-        return [
-            state_map(details["pca_training"], gen_xy, refs_xy, walker=np.tile(np.arange(n_walkers), n_frames),
-                      time=np.repeat(np.arange(n_frames), n_walkers), labels=tuple(pca.labels), unit="nm",
-                      title="State map: PCA of the training frames (density), generated frames, crystal states"),
-            rmsd_timelines(details["rmsd_nm"], n_walkers=n_walkers, threshold_nm=STATE_REACHED_NM,
-                           title="Generated frames: Calpha RMSD to the crystal states, per walker"),
-            validity_summary({"training": details["validity_training"], "generated": details["validity"]}),
-        ]
-    fig = go.Figure()
-    train_xy = details["pca_training"] * NM_TO_A
-    fig.add_trace(go.Histogram2dContour(x=train_xy[:, 0], y=train_xy[:, 1], name="training", showscale=False,
-                                        colorscale="Blues", contours={"coloring": "fill"}, showlegend=True))
-    fig.add_trace(go.Scatter(x=gen_xy[:, 0] * NM_TO_A, y=gen_xy[:, 1] * NM_TO_A, mode="markers", name="generated",
-                             marker={"size": 5, "color": "crimson"}))
-    for label, (x, y) in refs_xy.items():
-        fig.add_trace(go.Scatter(x=[x * NM_TO_A], y=[y * NM_TO_A], mode="markers+text", text=[label], name=label,
-                                 textposition="middle right", marker={"size": 14, "symbol": "star"}))
-    fig.update_layout(title="State map: PCA of the training frames", template="plotly_white",
-                      xaxis_title=f"{pca.labels[0]} (A)", yaxis_title=f"{pca.labels[1]} (A)")
-    return [fig, rmsd_timeline(details["rmsd_nm"], title="Generated frames (frame-major): RMSD to the crystal states")]
+    return [
+        state_map(details["pca_training"], gen_xy, refs_xy, walker=np.tile(np.arange(n_walkers), n_frames),
+                  time=np.repeat(np.arange(n_frames), n_walkers), labels=tuple(pca.labels), unit="nm",
+                  title="State map: PCA of the training frames (density), generated frames, crystal states"),
+        rmsd_timelines(details["rmsd_nm"], n_walkers=n_walkers, threshold_nm=STATE_REACHED_NM,
+                       title="Generated frames: Calpha RMSD to the crystal states, per walker"),
+        validity_summary({"training": details["validity_training"], "generated": details["validity"]}),
+    ]
 
 
 def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trained: StageResult,
@@ -411,7 +394,7 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
         title="Discovery analysis",
         text="\n\n".join([verdict, physical, novelty, truth_text]),
         table=table,
-        figures=_analysis_figures(details, ensemble.n_walkers, metrics),
+        figures=_analysis_figures(details, ensemble.n_walkers),
     )
     return StageResult("analysis", metrics, section)
 

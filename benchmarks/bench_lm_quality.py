@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", type=int, default=None)
     parser.add_argument("--no-frame-embeddings", action="store_true", help="plain Mistral (the earlier default)")
     parser.add_argument("--no-previous", action="store_true", help="no previous-frame embedding")
+    parser.add_argument("--tie-previous", type=int, choices=(0, 1), default=None,
+                        help="ModelSettings.tie_previous_frame_embedding")
+    parser.add_argument("--ordinal-init", type=int, choices=(0, 1), default=None,
+                        help="ModelSettings.ordinal_embedding_init")
     parser.add_argument("--walkers", type=int, default=8)
     parser.add_argument("--frames", type=int, default=25, help="rollout frames per walker")
     parser.add_argument("--eval-windows", type=int, default=64)
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     model_changes = {k: v for k, v in {"hidden_size": args.hidden, "num_layers": args.layers,
                                         "intermediate_size": args.intermediate, "num_heads": args.heads}.items()
                      if v is not None}
+    if args.tie_previous is not None:
+        model_changes["tie_previous_frame_embedding"] = bool(args.tie_previous)
+    if args.ordinal_init is not None:
+        model_changes["ordinal_embedding_init"] = bool(args.ordinal_init)
     if args.no_frame_embeddings:
         model_changes.update(frame_embeddings=False, previous_frame_embedding=False)
     elif args.no_previous:

@@ -131,6 +131,15 @@ class ModelSettings(_JsonSettings):
         With ``frame_embeddings``: also add the embedding of the token at the
         predicted position one frame earlier (a separate table), so staying
         near the previous frame is directly learnable.
+    tie_previous_frame_embedding : bool
+        Look the previous-frame token up in the token embedding table itself
+        (shared weights) instead of a separate table; with the tied output
+        layer the model then starts out preferring the previous frame's bins.
+    ordinal_embedding_init : bool
+        Default model only: initialise the embeddings of each block of
+        structure tokens (each position's ``[lo, hi)`` alphabet, ordered bins)
+        so that neighbouring bins are similar
+        (:func:`~mdllm_kit.lm.frame_model.ordinal_embedding_init`).
     finetune : {"auto", "full", "lora"}
         ``"auto"``: full training for the model built from config (its weights
         are random, so there is nothing to preserve and LoRA would only limit
@@ -152,6 +161,8 @@ class ModelSettings(_JsonSettings):
     rope_theta: float = 10000.0
     frame_embeddings: bool = True
     previous_frame_embedding: bool = True
+    tie_previous_frame_embedding: bool = False
+    ordinal_embedding_init: bool = False
     finetune: str = "auto"
     lora: LoraSettings = field(default_factory=LoraSettings)
     load_in_4bit: bool = False

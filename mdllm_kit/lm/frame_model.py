@@ -36,7 +36,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, Mistra
 from ..errors import ModelError
 
 __all__ = ["FRAME_MODEL_TYPE", "FrameMistralConfig", "FrameMistralForCausalLM", "frame_position_ids",
-           "previous_frame_ids", "register_frame_model"]
+           "ordinal_embedding_init", "previous_frame_ids", "register_frame_model"]
 
 #: ``model_type`` of the frame-aware Mistral (written into the saved ``config.json``).
 FRAME_MODEL_TYPE = "mdllm_frame_mistral"
@@ -52,6 +52,12 @@ class FrameMistralConfig(MistralConfig):
         LM tokens per frame including the delimiter (``F = L + 1``); must be >= 2.
     previous_frame_embedding : bool
         Add the embedding of the token one frame before the predicted one.
+    tie_previous_frame_embedding : bool
+        Look that token up in the token embedding table itself (shared
+        weights; "no earlier frame" is the ``<pad>`` row) instead of a separate
+        table. With tied input/output embeddings, the output logits then
+        contain ``e(t) . e(previous)`` from the start: a built-in prior to
+        stay near the previous frame.
     **kwargs
         Every :class:`~transformers.MistralConfig` field.
     """
@@ -60,6 +66,7 @@ class FrameMistralConfig(MistralConfig):
 
     frame_length: int = 2
     previous_frame_embedding: bool = True
+    tie_previous_frame_embedding: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.frame_length < 2:
@@ -124,13 +131,20 @@ class FrameMistralForCausalLM(MistralForCausalLM):
     def __init__(self, config: FrameMistralConfig) -> None:
         super().__init__(config)
         self.frame_position_embeddings = nn.Embedding(config.frame_length + 1, config.hidden_size)
-        self.previous_frame_embeddings = (nn.Embedding(config.vocab_size + 1, config.hidden_size)
-                                          if config.previous_frame_embedding else None)
+        separate = config.previous_frame_embedding and not config.tie_previous_frame_embedding
+        self.previous_frame_embeddings = nn.Embedding(config.vocab_size + 1, config.hidden_size) if separate else None
         self.post_init()
 
     @property
+    def uses_previous_frame(self) -> bool:
+        """Whether the inputs include the previous-frame token (cached steps need ``previous_frame_ids``)."""
+        return bool(self.config.previous_frame_embedding)
+
+    @property
     def none_id(self) -> int:
-        """Previous-frame id meaning "no earlier frame"."""
+        """Previous-frame id meaning "no earlier frame" (``<pad>`` when the table is the token table)."""
+        if self.config.tie_previous_frame_embedding:
+            return int(self.config.pad_token_id or 0)
         return int(self.config.vocab_size)
 
     def embed(self, input_ids: torch.Tensor, positions: torch.Tensor,
@@ -152,13 +166,15 @@ class FrameMistralForCausalLM(MistralForCausalLM):
         """
         x = self.model.embed_tokens(input_ids)
         x = x + self.frame_position_embeddings(frame_position_ids(positions, self.config.frame_length))
-        if self.previous_frame_embeddings is not None:
+        if self.uses_previous_frame:
             if previous_ids is None:
                 if int(positions.reshape(-1, positions.shape[-1])[:, 0].max()) != 0:
                     raise ModelError("after the first forward call with a KV cache, pass previous_frame_ids (the "
                                      "token one frame before each predicted token; see previous_frame_ids())")
                 previous_ids = previous_frame_ids(input_ids, self.config.frame_length, self.none_id)
-            x = x + self.previous_frame_embeddings(previous_ids)
+            table = self.previous_frame_embeddings if self.previous_frame_embeddings is not None \
+                else self.model.embed_tokens
+            x = x + table(previous_ids)
         return x
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -191,13 +207,55 @@ class FrameMistralForCausalLM(MistralForCausalLM):
         """HF ``generate`` support: adds ``previous_frame_ids`` for the positions being run."""
         inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
         step_ids = inputs.get("input_ids")
-        if step_ids is not None and self.previous_frame_embeddings is not None:
+        if step_ids is not None and self.uses_previous_frame:
             full = previous_frame_ids(input_ids, self.config.frame_length, self.none_id)
             inputs["previous_frame_ids"] = full[:, -step_ids.shape[1]:]
         if step_ids is not None and inputs.get("position_ids") is None:
             t = input_ids.shape[1]
             inputs["position_ids"] = torch.arange(t - step_ids.shape[1], t, device=input_ids.device)[None]
         return inputs
+
+
+#: Fourier frequencies of the ordinal embedding initialisation and the width (in frequencies) of their
+#: Gaussian amplitude envelope: the similarity of two bins falls off over ~ n_bins / (2 pi ORDINAL_WIDTH) bins.
+ORDINAL_FREQUENCIES = 32
+ORDINAL_WIDTH = 8.0
+
+
+def ordinal_embedding_init(weight: torch.Tensor, blocks: list[tuple[int, int]], std: float,
+                           generator: torch.Generator | None = None) -> None:
+    """Initialise embedding rows of ordered bins so that neighbouring bins are similar (in place).
+
+    Row ``lo + i`` of a block ``[lo, hi)`` of ``n = hi - lo`` bins becomes
+    ``sum_k a_k (cos(k phi_i) u_k + sin(k phi_i) v_k)`` with ``phi_i = 2 pi i / n``,
+    Gaussian amplitudes ``a_k`` over ``k = 1 .. ORDINAL_FREQUENCIES`` and
+    random orthonormal directions ``u_k, v_k`` drawn per block, scaled to
+    the per-coordinate standard deviation ``std``. The dot product of two rows
+    is then a smooth, peaked (periodic) function of their bin distance, so a
+    tied output layer starts with "near bins are alike".
+
+    Parameters
+    ----------
+    weight : torch.Tensor, shape (vocab, hidden)
+        Embedding matrix (modified in place).
+    blocks : list of (int, int)
+        Row ranges ``[lo, hi)`` of ordered bins (e.g. the structure-token
+        alphabets); rows outside every block are left as they are.
+    std : float
+        Per-coordinate standard deviation of the initialised rows.
+    generator : torch.Generator, optional
+    """
+    hidden = weight.shape[1]
+    n_freq = min(ORDINAL_FREQUENCIES, hidden // 2)
+    k = torch.arange(1, n_freq + 1, dtype=torch.float64)
+    amp = torch.exp(-0.5 * (k / ORDINAL_WIDTH) ** 2)
+    amp = amp / amp.norm() * std * hidden ** 0.5  # row norm = std * sqrt(hidden)
+    with torch.no_grad():
+        for lo, hi in blocks:
+            phi = 2 * torch.pi * torch.arange(hi - lo, dtype=torch.float64)[:, None] / (hi - lo) * k
+            feats = torch.cat([torch.cos(phi) * amp, torch.sin(phi) * amp], dim=1)  # (n, 2 n_freq)
+            basis, _ = torch.linalg.qr(torch.randn(hidden, 2 * n_freq, dtype=torch.float64, generator=generator))
+            weight[lo:hi] = (feats @ basis.T).to(weight.dtype)
 
 
 def register_frame_model() -> None:

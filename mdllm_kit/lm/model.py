@@ -51,7 +51,8 @@ def build_default_model(codec: FrameCodec, settings: ModelSettings, max_position
     if settings.frame_embeddings:
         register_frame_model()
         config_cls, model_cls = FrameMistralConfig, FrameMistralForCausalLM
-        extra = {"frame_length": codec.frame_length, "previous_frame_embedding": settings.previous_frame_embedding}
+        extra = {"frame_length": codec.frame_length, "previous_frame_embedding": settings.previous_frame_embedding,
+                 "tie_previous_frame_embedding": settings.tie_previous_frame_embedding}
     config = config_cls(
         vocab_size=codec.lm_vocab_size,
         hidden_size=settings.hidden_size,
@@ -70,6 +71,11 @@ def build_default_model(codec: FrameCodec, settings: ModelSettings, max_position
     )
     config._attn_implementation = settings.attn_implementation
     model = model_cls(config)
+    if settings.ordinal_embedding_init:
+        from .frame_model import ordinal_embedding_init
+
+        blocks = sorted({(codec.structure_offset + lo, codec.structure_offset + hi) for lo, hi in codec.valid_ranges})
+        ordinal_embedding_init(model.get_input_embeddings().weight, blocks, config.initializer_range)
     logger.info("built a %s from config: %.2f M parameters", model_cls.__name__, count_parameters(model)[1] / 1e6)
     return model
 

@@ -211,7 +211,7 @@ class Sampler:
         self.decode_threads = decode_threads
         self.fast = fast
         self._decoder: Any = None
-        self._previous_frame_input = getattr(self.model, "previous_frame_embeddings", None) is not None
+        self._previous_frame_input = bool(getattr(self.model, "uses_previous_frame", False))
 
     # ------------------------------------------------------------------ helpers
     def _seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:

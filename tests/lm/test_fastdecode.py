@@ -41,14 +41,15 @@ def test_fast_and_hf_paths_sample_the_same(trained_bundle):
     np.testing.assert_allclose(fast.log_likelihood, slow.log_likelihood, rtol=1e-5)
 
 
-@pytest.mark.parametrize("previous", [True, False])
-def test_frame_model_matches_hf_forward(previous):
+@pytest.mark.parametrize("previous,tie", [(True, False), (True, True), (False, False)])
+def test_frame_model_matches_hf_forward(previous, tie):
     from mdllm_kit.lm.frame_model import FrameMistralConfig, FrameMistralForCausalLM, previous_frame_ids
 
     torch.manual_seed(0)
     model = FrameMistralForCausalLM(FrameMistralConfig(
         vocab_size=30, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, sliding_window=None, frame_length=5, previous_frame_embedding=previous)).eval()
+        num_key_value_heads=1, sliding_window=None, frame_length=5, previous_frame_embedding=previous,
+        tie_previous_frame_embedding=tie, pad_token_id=0)).eval()
     assert StaticDecoder.supports(model, 64)
     ids = torch.randint(3, 30, (3, 17))
     prev = previous_frame_ids(ids, 5, model.none_id)

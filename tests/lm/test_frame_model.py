@@ -12,16 +12,16 @@ from mdllm_kit.lm.codec import FrameCodec
 from mdllm_kit.lm.config import ModelSettings
 from mdllm_kit.lm.data import WindowDataset
 from mdllm_kit.lm.frame_model import (FrameMistralConfig, FrameMistralForCausalLM, frame_position_ids,
-                                      previous_frame_ids, register_frame_model)
+                                      ordinal_embedding_init, previous_frame_ids, register_frame_model)
 from mdllm_kit.lm.model import build_default_model, prepare_model
 
 
-def tiny_frame_model(frame_length=4, vocab=20, previous=True, seed=0):
+def tiny_frame_model(frame_length=4, vocab=20, previous=True, seed=0, tie=False):
     torch.manual_seed(seed)
     config = FrameMistralConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                                 num_attention_heads=2, num_key_value_heads=1, sliding_window=None,
-                                tie_word_embeddings=True, frame_length=frame_length,
-                                previous_frame_embedding=previous)
+                                tie_word_embeddings=True, frame_length=frame_length, pad_token_id=0,
+                                previous_frame_embedding=previous, tie_previous_frame_embedding=tie)
     return FrameMistralForCausalLM(config).eval()
 
 
@@ -61,11 +61,11 @@ def test_frame_ids_of_training_windows(toy_tok, toy_traj):
         assert (prev[: F] == codec.lm_vocab_size).all()  # the first frame has no previous frame
 
 
-@pytest.mark.parametrize("previous", [True, False])
-def test_cached_decoding_equals_full_forward(previous):
-    from transformers import DynamicCache  # noqa: F401 - the cache type the HF forward creates
-
-    model = tiny_frame_model(previous=previous)
+@pytest.mark.parametrize("previous,tie", [(True, False), (True, True), (False, False)])
+def test_cached_decoding_equals_full_forward(previous, tie):
+    model = tiny_frame_model(previous=previous, tie=tie)
+    assert model.uses_previous_frame == previous
+    assert (model.previous_frame_embeddings is not None) == (previous and not tie)
     ids = torch.randint(3, 20, (2, 14))
     prev = previous_frame_ids(ids, 4, model.none_id)
     with torch.no_grad():
@@ -199,3 +199,31 @@ def test_sampler_log_likelihood_matches_full_forward(trained_bundle):
         new = ids[first: first + codec.tokens_per_frame]
         ll = logp[first - 1: first - 1 + codec.tokens_per_frame].gather(1, new[:, None]).sum().item()
         assert ll == pytest.approx(ens.log_likelihood[k, 1], rel=1e-4)
+
+
+def test_tied_previous_frame_embedding_reads_the_token_table():
+    model = tiny_frame_model(tie=True)
+    ids = torch.randint(3, 20, (1, 9))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        model.model.embed_tokens.weight[ids[0, 1]] += 1.0  # the token at position 1 is read again at position 4
+        after = model(input_ids=ids).logits
+    assert model.none_id == 0
+    assert not torch.allclose(before[0, 4], after[0, 4])
+
+
+def test_ordinal_init_makes_neighbouring_bins_alike():
+    weight = torch.zeros(10 + 2 * 256, 128)
+    ordinal_embedding_init(weight, [(10, 266), (266, 522)], std=0.02, generator=torch.Generator().manual_seed(0))
+    assert (weight[:10] == 0).all()  # rows outside the blocks are untouched
+    for lo in (10, 266):
+        block = weight[lo: lo + 256]
+        sim = block @ block.T
+        i = torch.arange(256)
+        # similarity falls off smoothly with the bin distance (periodically) and is the same for every bin
+        profile = torch.stack([sim[i, (i + d) % 256] for d in range(0, 129)])
+        torch.testing.assert_close(profile, profile[:, :1].expand(-1, 256), rtol=1e-4, atol=1e-6)
+        p = profile[:, 0]
+        assert (p[:20].diff() < 0).all() and p[1] > 0.9 * p[0] and p[64:].abs().max() < 0.1 * p[0]
+        torch.testing.assert_close(block.norm(dim=1), torch.full((256,), 0.02 * 128 ** 0.5), rtol=1e-4, atol=1e-6)
+    assert (weight[10:266] @ weight[266:].T).abs().max() < 0.5 * 0.02 ** 2 * 128  # blocks are not alike

@@ -6,11 +6,17 @@ Only nglview's documented Python API is used (``show_mdtraj``,
 ``TextStructure``, and its Trajectory/Structure adaptor interface), which is
 the same in nglview 3.1 and 4.0.
 
-Representation of Calpha-only traces: NGL's cartoon needs backbone atoms to
-build a ribbon; for residues that hold only a CA atom NGL falls back to its
-coarse-grained backbone type, and the ``backbone`` representation (a sphere
-per Calpha, a cylinder between consecutive ones) draws the chain as it is,
-without smoothing, which is what a generated trace should be judged on.
+Representation of Calpha-only traces: NGL treats residues that hold only a
+CA atom as a coarse-grained protein backbone and bonds consecutive Calpha
+atoms itself (213 bonds for the 214-residue AdK trace, PDB without CONECT
+records). Checked by rendering the bundled AdK Calpha trace with NGL 2.2.2
+(nglview 3.1's) and 2.4.0 in headless Chromium (SwiftShader WebGL),
+2026-12-01: every representation draws, but ``cartoon`` (NGL's default)
+becomes a thin spline through the Calpha atoms that smooths away the
+geometry of the chain, while ``backbone`` draws a cylinder per Calpha-Calpha
+bond and a sphere per Calpha -- the chain as it is, which is what a
+generated trace must be judged on. Structures with backbone atoms get
+``cartoon``.
 """
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def main() -> None:
     result = {
         "walkers": args.walkers, "frames": args.frames, "n_training_frames": train.n_frames,
         "explorer_build_s": build_s,
-        "callback_ms_per_step": {"median": 1e3 * float(np.median(per_frame)), "p95": 1e3 * float(np.percentile(per_frame, 95)),
+        "callback_ms_per_step": {"median": 1e3 * float(np.median(per_frame)),
+                                 "p95": 1e3 * float(np.percentile(per_frame, 95)),
                                  "last": 1e3 * float(per_frame[-1])},
         "builders_s": timings, "machine": platform.processor() or platform.machine(),
     }

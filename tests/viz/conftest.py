@@ -16,7 +16,8 @@ import pytest
 
 import mdllm_kit as mk
 
-_spec = importlib.util.spec_from_file_location("mdllm_tests_lm_conftest", Path(__file__).parents[1] / "lm" / "conftest.py")
+_LM_CONFTEST = Path(__file__).parents[1] / "lm" / "conftest.py"
+_spec = importlib.util.spec_from_file_location("mdllm_tests_lm_conftest", _LM_CONFTEST)
 _lm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_lm)
 

@@ -16,6 +16,9 @@ def files(tmp_path_factory):
     eq = mk.datasets.load_adk_cg("equilibrium")
     gen = eq[::200]  # 24 frames: 2 walkers x 12 steps, frame-major
     gen.save_xtc(str(root / "gen.xtc"))
+    # shorter training and ground-truth runs keep the test fast
+    mk.datasets.load_adk_cg("closed_train")[::6].save_xtc(str(root / "train.xtc"))
+    eq[::8].save_xtc(str(root / "truth.xtc"))
     samples = root / "samples"
     samples.mkdir()
     gen.save_xtc(str(samples / "trajectory.xtc"))
@@ -28,7 +31,7 @@ def files(tmp_path_factory):
 
 def _args(root, gen_args):
     data = root / "data"
-    return ["analyze", *gen_args, "--train", str(data / "adk_cg_closed_train.xtc"),
+    return ["analyze", *gen_args, "--train", str(root / "train.xtc"),
             "--train-top", str(data / "adk_cg_ca.pdb"),
             "--ref", f"closed={data / 'adk_closed.pdb'}", "--ref", f"open={data / 'adk_open.pdb'}"]
 
@@ -50,7 +53,7 @@ def test_analyze_trajectory_file_with_reference_ensemble_prints_a_summary(files,
     root, _ = files
     data = root / "data"
     args = _args(root, [str(root / "gen.xtc"), "--top", str(data / "adk_cg_ca.pdb")])
-    args += ["--reference-ensemble", str(data / "adk_cg_equilibrium.xtc"), "--reference-top", str(data / "adk_cg_ca.pdb")]
+    args += ["--reference-ensemble", str(root / "truth.xtc"), "--reference-top", str(data / "adk_cg_ca.pdb")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "reference open: min Calpha RMSD" in out

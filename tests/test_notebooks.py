@@ -88,3 +88,25 @@ def test_numbered_tutorials_exist_and_pick_quick_settings() -> None:
         sources = [cell.source for cell in _code_cells(nb)]
         # the parameters cell near the top reads the environment variable the CI run sets
         assert any('os.environ.get("MDLLM_QUICK") == "1"' in s for s in sources[:3]), path.name
+
+
+def _builder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notebooks", REPO / "tutorials" / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_percent_sources_become_markdown_and_code_cells() -> None:
+    cells = _builder().parse_percent(
+        "preamble is ignored\n# %% [markdown]\n# # Title\n#\n# text *here*\n\n# %%\nx = 1\n\nprint(x)\n# %%\n\n"
+    )
+    assert [(c.cell_type, c.source) for c in cells] == [("markdown", "# Title\n\ntext *here*"),
+                                                        ("code", "x = 1\n\nprint(x)")]
+
+
+def test_committed_notebooks_match_their_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    # the .ipynb files are generated from tutorials/src/; editing only one of the two is a mistake
+    assert _builder().main(["--check"]) == 0, capsys.readouterr().err

@@ -96,6 +96,7 @@ def analyze(
     tica_lagtime: int = TICA_LAGTIME_FRAMES,
     max_training_frames: int = NOVELTY_MAX_TRAINING_FRAMES,
     seed: int = 0,
+    generated_dt_ps: float | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Discovery, novelty, validity and ensemble metrics of a generated ensemble.
@@ -129,6 +130,10 @@ def analyze(
         Training frames (evenly strided) used for novelty.
     seed : int
         Seed of the clusterings.
+    generated_dt_ps : float, optional
+        Time between generated frames, ps, for MSM timescales in ps. Default:
+        the training run's frame spacing (the model predicts the next
+        training frame, so one generated step stands for one training step).
     details : dict, optional
         If given, filled with the arrays behind the metrics, for plotting:
         ``rmsd_nm`` (per reference), ``nearest_training_rmsd_nm``,
@@ -204,9 +209,11 @@ def analyze(
             gen_labels = np.asarray(generated_labels)
             labels = (np.concatenate([gen_labels[k::n_walkers] for k in range(n_walkers)]), reference_labels)
         dt_ref = float(reference_ensemble.timestep) if reference_ensemble.n_frames > 1 else None
+        if generated_dt_ps is None and training.n_frames > 1:
+            generated_dt_ps = float(training.timestep)
         comparison["msm"] = msm_comparison(
             _walkers(generated, n_walkers), reference_ensemble, pca, n_clusters=msm_clusters, lagtime=msm_lagtime,
-            seed=seed, reference_dt_ps=dt_ref, state_labels=labels, state_names=state_names,
+            seed=seed, generated_dt_ps=generated_dt_ps, reference_dt_ps=dt_ref, state_labels=labels, state_names=state_names,
         )
         comparison["n_reference_frames"] = int(reference_ensemble.n_frames)
         metrics["comparison"] = comparison

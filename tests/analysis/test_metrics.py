@@ -37,7 +37,8 @@ def test_ground_truth_compared_with_itself(adk):
     truth = adk["truth"]
     labels = mk.datasets.adk_cg_states(truth)
     metrics = analyze(truth, adk["train"], adk["refs"], reference_ensemble=truth, generated_labels=labels,
-                      reference_labels=labels, state_names=mk.datasets.ADK_STATE_NAMES, n_states=3)
+                      reference_labels=labels, state_names=mk.datasets.ADK_STATE_NAMES, n_states=3,
+                      generated_dt_ps=float(truth.timestep))
     comp = metrics["comparison"]
     assert comp["js_distance"]["PC1-PC2"] == pytest.approx(0.0, abs=1e-7)
     assert comp["rmsf"]["pearson_r"] == pytest.approx(1.0, abs=1e-6)
@@ -45,6 +46,7 @@ def test_ground_truth_compared_with_itself(adk):
     gt = mk.datasets.adk_cg_metadata()["runs"]["equilibrium"]["populations"]
     assert comp["populations"]["reference"][1] == pytest.approx(gt["open"], abs=0.02)
     assert comp["msm"]["generated"]["timescales_frames"] == pytest.approx(comp["msm"]["reference"]["timescales_frames"])
+    assert comp["msm"]["generated"]["timescales_ps"] == pytest.approx(comp["msm"]["reference"]["timescales_ps"], rel=0.01)
     assert metrics["references"]["open"]["reached"]
     text = "\n".join(summary_lines(metrics))
     assert "reference open" in text and "reached" in text and "MSM generated" in text

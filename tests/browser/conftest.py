@@ -336,13 +336,16 @@ class NotebookPage:
                 raise AssertionError(f"cells still running after {timeout_s:.0f} s; prompts {prompts}")
             time.sleep(POLL_S)
 
-    def screenshot(self, name: str, locator: Any = None) -> bytes:
-        """PNG of the page (or of one element), saved as ``<artifact_dir>/<name>.png``."""
-        target = locator if locator is not None else self.page
-        png = target.screenshot() if locator is not None else self.page.screenshot(full_page=False)
+    def screenshot(self, name: str, locator: Any = None, readme: bool = False) -> bytes:
+        """PNG of the viewport (or of one element), saved as ``<artifact_dir>/<name>.png``.
+
+        ``readme=True`` marks the README's pictures: with ``MDLLM_UPDATE_SCREENSHOTS=1`` they
+        are also written to ``docs/screenshots/``.
+        """
+        png = locator.screenshot() if locator is not None else self.page.screenshot(full_page=False)
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
         (self.artifact_dir / f"{name}.png").write_bytes(png)
-        if os.environ.get("MDLLM_UPDATE_SCREENSHOTS") == "1" and locator is None:
+        if readme and os.environ.get("MDLLM_UPDATE_SCREENSHOTS") == "1":
             README_SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
             (README_SCREENSHOT_DIR / f"{name}.png").write_bytes(png)
         return png

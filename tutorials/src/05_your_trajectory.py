@@ -223,15 +223,10 @@ summary
 # (bond lengths, clashes, the tokenizer's round trip). With a few training steps, as here, expect
 # broken structures: a useful model needs a longer run (tutorial 2's metrics tell you when).
 #
-# Walker 0 as a movie (drag to rotate, the slider plays frames):
+# Walker 0 as a movie (drag to rotate; the player under the view steps through the frames):
 
 # %%
-import nglview as nv
-
-view = nv.show_mdtraj(ens.walker(0))
-view.clear_representations()
-view.add_representation("licorice", selection="backbone")
-view
+mk.viz.show_ensemble(ens.walker(0))
 
 # %% [markdown]
 # ## The choices, in one place

@@ -247,6 +247,9 @@ class NotebookPage:
 
     #: Threshold for "the canvas shows a rendered scene".
     min_colours = MIN_RENDERED_COLOURS
+    #: The notebook opened last (JupyterLab keeps other tabs in the DOM, hidden).
+    NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+    _workspaces = 0
 
     def __init__(self, page: Any, server: JupyterServer, artifact_dir: Path):
         self.page = page
@@ -259,7 +262,11 @@ class NotebookPage:
     def open(self, path: str, ui: str = "lab") -> "NotebookPage":
         """Open ``path`` (relative to the server's root) and wait for an idle kernel."""
         if ui == "lab":
-            self.page.goto(self.server.url(f"/lab/tree/{path}"))
+            # A new, empty workspace: JupyterLab would otherwise restore the tabs of the last
+            # page (e.g. another test's notebook, whose kernel is gone).
+            NotebookPage._workspaces += 1
+            workspace = f"test-{os.getpid()}-{NotebookPage._workspaces}"
+            self.page.goto(self.server.url(f"/lab/workspaces/{workspace}/tree/{path}"))
         elif ui == "notebook":
             # Notebook 7's file browser first (the way a user arrives), then the notebook.
             self.page.goto(self.server.url("/tree"))
@@ -268,12 +275,15 @@ class NotebookPage:
         else:
             raise ValueError(f"ui must be 'lab' or 'notebook', got {ui!r}")
         timeout_ms = PAGE_READY_TIMEOUT_S * 1e3
-        self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+        self.page.wait_for_selector(f"{self.NOTEBOOK} .jp-Cell", timeout=timeout_ms)
         # The kernel indicator reads "Idle" once the kernel has started.
         self.page.wait_for_function(
             """() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator');
                        return s && s.getAttribute('data-status') === 'idle'; }""",
             timeout=timeout_ms)
+        dialog = self.page.locator(".jp-Dialog")
+        if dialog.count():
+            raise AssertionError(f"a dialog blocks the notebook: {dialog.first.inner_text()!r}")
         return self
 
     def run_all(self) -> None:
@@ -297,20 +307,22 @@ class NotebookPage:
 
     def _prompts(self) -> list[str]:
         return self.page.eval_on_selector_all(
-            ".jp-Notebook .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
+            f"{self.NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
 
     def error_texts(self) -> list[str]:
         """Tracebacks and widget errors shown in the notebook's outputs."""
-        return self.page.evaluate(r"""() => {
+        return self.page.evaluate(r"""(root) => {
             const out = [];
-            for (const e of document.querySelectorAll('.jp-OutputArea-output')) {
+            const nb = document.querySelector(root);
+            if (!nb) return ['no notebook on the page'];
+            for (const e of nb.querySelectorAll('.jp-OutputArea-output')) {
                 const t = e.innerText || '';
                 if (/Traceback|Error displaying widget|javascript error|Failed to load model/i.test(t))
                     out.push(t.slice(0, 2000));
             }
-            for (const e of document.querySelectorAll('.jupyter-widgets-error-widget'))
+            for (const e of nb.querySelectorAll('.jupyter-widgets-error-widget'))
                 out.push('widget error: ' + (e.innerText || '').slice(0, 2000));
-            return out; }""")
+            return out; }""", self.NOTEBOOK)
 
     def wait_for_all_cells(self, timeout_s: float = CELL_RUN_TIMEOUT_S) -> float:
         """Wait until every code cell has run; fail fast on an error. Returns seconds waited."""
@@ -352,11 +364,12 @@ class NotebookPage:
 
     def canvas_colours(self, selector: str, name: str, timeout_s: float = 60.0,
                        minimum: int = MIN_RENDERED_COLOURS) -> int:
-        """Distinct colours in the canvas under ``selector``, waiting (bounded) for it to draw.
+        """Distinct colours in the canvas under ``selector`` (in the open notebook), waiting
+        (bounded) for it to draw.
 
         Returns the last count; it is below ``minimum`` only when the wait ran out.
         """
-        canvas = self.page.locator(f"{selector} canvas").first
+        canvas = self.page.locator(f"{self.NOTEBOOK} {selector} canvas").first
         canvas.wait_for(state="visible", timeout=timeout_s * 1e3)
         canvas.scroll_into_view_if_needed()
         deadline = time.monotonic() + timeout_s
@@ -460,14 +473,38 @@ def notebook_page(request: pytest.FixtureRequest, browser_context: Any, jupyter_
     try:
         yield nb
     finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            name = "FAILED-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-            try:
-                nb.screenshot(name)
-            except Exception as exc:  # noqa: BLE001 - the page may be gone
-                logger.warning("no failure screenshot: %s", exc)
-            (artifact_dir / f"{name}.log").write_text(
-                "\n".join(nb.console) + "\n\n--- server log ---\n" + jupyter_server.log_tail())
+        _keep_failure_evidence(request, nb)
         page.close()
+        jupyter_server.delete_sessions()
+
+
+def _keep_failure_evidence(request: pytest.FixtureRequest, nb: NotebookPage) -> None:
+    """After a failed test: ``FAILED-<test>.png`` and ``.log`` (browser console, server log's end)."""
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed:
+        return
+    name = "FAILED-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    try:
+        nb.screenshot(name)
+    except Exception as exc:  # noqa: BLE001 - the page may be gone
+        logger.warning("no failure screenshot: %s", exc)
+    (nb.artifact_dir / f"{name}.log").write_text(
+        "\n".join(nb.console) + "\n\n--- server log ---\n" + nb.server.log_tail())
+
+
+@pytest.fixture
+def no_webgl_notebook_page(request: pytest.FixtureRequest, playwright_instance: Any, chromium_executable: str,
+                           jupyter_server: JupyterServer, artifact_dir: Path, tmp_path: Path
+                           ) -> Iterator[NotebookPage]:
+    """Like ``notebook_page``, in a Chromium launched with ``--disable-3d-apis`` (negative control)."""
+    jupyter_server.delete_sessions()
+    ctx = launch_context(playwright_instance, chromium_executable, tmp_path / "profile-no-webgl", webgl=False)
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(PAGE_READY_TIMEOUT_S * 1e3)
+        nb = NotebookPage(page, jupyter_server, artifact_dir)
+        yield nb
+        _keep_failure_evidence(request, nb)
+    finally:
+        ctx.close()
         jupyter_server.delete_sessions()

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+#: Outer bound (the waits inside are bounded too); a hung browser or kernel fails the test.
+pytestmark = pytest.mark.timeout(600)
+
 CHECK_NOTEBOOK = "checks/nglview_check.ipynb"
 
 
@@ -22,6 +25,6 @@ def test_nglview_renders_allatom_and_calpha(notebook_page, ui):
     assert nb.error_texts() == []
     n_allatom = nb.canvas_colours(".mdllm-check-allatom", f"nglview-{ui}-allatom")
     n_ca = nb.canvas_colours(".mdllm-check-ca", f"nglview-{ui}-calpha")
-    nb.screenshot(f"nglview-{ui}-page")
+    nb.screenshot(f"nglview-{ui}-page", readme=True)
     assert n_allatom > nb.min_colours, f"all-atom view blank: {n_allatom} colours"
     assert n_ca > nb.min_colours, f"Calpha view blank: {n_ca} colours"

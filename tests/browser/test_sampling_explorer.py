@@ -19,6 +19,9 @@ import time
 
 import pytest
 
+#: Outer bound (the waits inside are bounded too); a hung browser or kernel fails the test.
+pytestmark = pytest.mark.timeout(600)
+
 EXPLORER_NOTEBOOK = "notebooks/sampling_explorer.ipynb"
 #: Walkers in the notebook's quick settings (MDLLM_QUICK=1) and frames of its first run.
 QUICK_WALKERS, QUICK_FRAMES = 2, 3
@@ -57,7 +60,7 @@ def test_explorer_renders_and_generates_new_frames(notebook_page):
     seconds = nb.wait_for_all_cells()
     assert nb.error_texts() == []
 
-    out = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Generate"))
+    out = page.locator(f"{nb.NOTEBOOK} .jp-OutputArea-output", has=page.get_by_role("button", name="Generate"))
     assert out.count() == 1, "the explorer's widget (with its Generate button) is not shown"
     handle = out.element_handle()
 
@@ -95,7 +98,7 @@ def test_explorer_renders_and_generates_new_frames(notebook_page):
     page.wait_for_function(f"(out) => ({VIEW_FRAMES_JS})(out) === {expected}", arg=handle, timeout=30_000)
     n_colours = nb.canvas_colours(".jp-OutputArea-output .ui-resizable", "explorer-view-after-generate")
     assert n_colours > nb.min_colours, f"nglview canvas blank after Generate: {n_colours} colours"
-    nb.screenshot("sampling-explorer-view", page.locator(".jp-OutputArea-output .ui-resizable canvas").first,
+    nb.screenshot("sampling-explorer-view", out.locator(".ui-resizable canvas").first,
                   readme=True)
     plot.scroll_into_view_if_needed()
     assert page.evaluate(MAP_VISIBLE_JS, handle)

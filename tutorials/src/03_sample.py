@@ -242,10 +242,12 @@ for temperature in (0.5, 1.0, 1.5):
 pd.DataFrame(sweep).T.round(2)
 
 # %% [markdown]
-# With a trained model, lower temperatures stay closer to the training state and produce valid
-# frames more often; higher ones wander further and break more often. Exploration is a trade:
-# sample at a temperature where validity is still close to that of the training frames, with
-# more walkers rather than hotter ones.
+# What to expect from a trained model: lower temperatures stay closer to the training state and
+# produce valid frames more often, higher ones wander further and break more often, and the
+# log-likelihood falls as the temperature rises. Check it in your table; with an untrained model
+# (quick mode) all rows are noise. Exploration is a trade: sample at a temperature where
+# validity is still close to that of the training frames, and explore with more walkers rather
+# than hotter ones.
 #
 # The same from the command line:
 #

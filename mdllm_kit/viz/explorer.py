@@ -37,6 +37,10 @@ DEFAULT_FRAMES = 20
 DEFAULT_WALKERS = 4
 #: The 3D view follows the newest frame of this walker while sampling.
 FOLLOWED_WALKER = 0
+#: Size of the state map (width) and of the square 3D view, pixels: side by side in a ~1000 px notebook,
+#: wrapped below each other in a narrower one.
+MAP_WIDTH_PX = 560
+VIEW_SIZE_PX = 420
 
 
 def _seed_structure(bundle: Any, seed_frames: Any) -> md.Trajectory:
@@ -161,6 +165,7 @@ class SamplingExplorer:
         if self.unit == "nm":
             fig.update_layout(xaxis_title=f"{labels[0]} (A)", yaxis_title=f"{labels[1]} (A)")
         fig.add_trace(selected_trace())
+        fig.update_layout(width=MAP_WIDTH_PX, height=VIEW_SIZE_PX)
         self.figure = go.FigureWidget(fig)
 
         self._topology_frame = _seed_structure(bundle, seed_frames)
@@ -170,6 +175,8 @@ class SamplingExplorer:
         self.view.add_trajectory(self.store, default=False)
         self.view.add_representation(default_representation(self._topology_frame.topology), selection="all",
                                      color_scheme="residueindex")
+        self.view.layout.width = f"{VIEW_SIZE_PX}px"
+        self.view.layout.height = f"{VIEW_SIZE_PX}px"
         self.view.center()
 
         self.ensemble: Any = None
@@ -185,7 +192,7 @@ class SamplingExplorer:
             w.HBox([w.VBox(self._controls[:3]), w.VBox(self._controls[3:])]),
             w.HBox([self.generate_button, self.stop_button, self.progress]),
             self.status,
-            w.HBox([self.figure, self.view]),
+            w.HBox([self.figure, self.view], layout=w.Layout(flex_flow="row wrap", align_items="center")),
         ])
 
     # ------------------------------------------------------------------ helpers

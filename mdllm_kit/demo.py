@@ -349,15 +349,16 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     verdict = (
         f"Open state {'REACHED' if reached else 'NOT reached'}: the closest generated frame is "
         f"{open_['min_rmsd_A']:.2f} A (Calpha RMSD) from the open crystal (threshold 3 A); "
-        f"{100 * open_['fraction_within']['3.0']:.1f}% of the {metrics['n_frames']} generated frames are within 3 A "
-        + (f"(first at generated step {open_['first_step_within']})" if reached else "")
+        f"{100 * open_['fraction_within']['3.0']:.1f}% of the {metrics['n_frames']} generated frames are within 3 A"
+        + (f" (first at generated step {open_['first_step_within']})" if reached else "")
         + f". Closest to the closed crystal: {closed['min_rmsd_A']:.2f} A."
     )
     physical = (
         f"Physical validity: {100 * val['ca_valid_fraction']:.1f}% of generated frames have no Calpha bond break "
         f"(> 4.2 A) and no Calpha clash (< 3.0 A), against {100 * val['training']['ca_valid_fraction']:.1f}% of "
-        f"training frames; {100 * val['ca_break_rate']:.2f}% of Calpha-Calpha bonds are broken "
-        "(criteria of ProteinBench/ConfDiff)."
+        f"training frames. {100 * (1 - val['frames_without_ca_break']):.1f}% of generated frames have a broken "
+        f"Calpha-Calpha bond and {100 * (1 - val['frames_without_ca_clash']):.1f}% at least one Calpha clash "
+        f"({100 * val['ca_clash_rate']:.2f}% of non-bonded pairs); criteria of ProteinBench/ConfDiff."
     )
     novelty = (
         f"Novelty: {100 * nov['novel_fraction']:.1f}% of generated frames lie outside the training ensemble "

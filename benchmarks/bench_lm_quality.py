@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results as JSON")
+    parser.add_argument("--keep", default=None, help="train into this folder and keep the bundle")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ts = ts.replace(eval_steps=ts.max_steps, save_steps=ts.max_steps, logging_steps=max(1, ts.max_steps // 10))
     result: dict = {"machine": machine(), "data": "adk_cg/closed_train", "model": ms.to_dict(),
                     "train_settings": ts.to_dict()}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         t0 = time.perf_counter()
         bundle = mk.train(tokens, tok, tmp, ms, ts, progress=False, device="cpu")
         train_s = time.perf_counter() - t0

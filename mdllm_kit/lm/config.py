@@ -106,9 +106,14 @@ class ModelSettings(_JsonSettings):
     The default is a small Mistral-architecture model built from this
     config: 3 layers, hidden 128, MLP 384, 4 query heads sharing one
     key-value head (multi-query attention: sampling reads the KV cache of
-    every walker at every step, and on a CPU that read is the bottleneck).
-    With the default AdK tokenizer (557 tokens per frame, 768 structure ids)
-    it has 0.66 M parameters and trains on a 2-core CPU in minutes. It is
+    every walker at every step, and on a CPU that read is the bottleneck),
+    made frame-aware (:class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM`):
+    each input also carries the embedding of its position within the frame
+    and the token at the predicted position one frame earlier, looked up in
+    the (tied) token table, whose structure-token rows start smooth in bin
+    order. With the default AdK tokenizer (557 tokens per frame, 768
+    structure ids) it has 0.74 M parameters and trains on a 2-core CPU in
+    minutes (see ``BENCHMARKS.md`` for what it learns there). It is
     trained fully (see ``finetune``). With ``base_model`` a pretrained
     model is loaded from a local folder, the structure tokens are appended to
     its vocabulary, and it is fine-tuned with LoRA.
@@ -161,8 +166,8 @@ class ModelSettings(_JsonSettings):
     rope_theta: float = 10000.0
     frame_embeddings: bool = True
     previous_frame_embedding: bool = True
-    tie_previous_frame_embedding: bool = False
-    ordinal_embedding_init: bool = False
+    tie_previous_frame_embedding: bool = True
+    ordinal_embedding_init: bool = True
     finetune: str = "auto"
     lora: LoraSettings = field(default_factory=LoraSettings)
     load_in_4bit: bool = False
@@ -179,7 +184,7 @@ class ModelSettings(_JsonSettings):
                  f"num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads}")
         _require((self.hidden_size // self.num_heads) % 2 == 0, "the head dimension must be even (RoPE)")
         _require(self.frame_embeddings or not self.previous_frame_embedding,
-                 "previous_frame_embedding needs frame_embeddings=True (both are part of the frame-aware default model)")
+                 "previous_frame_embedding needs frame_embeddings=True; for a plain Mistral model set both to False")
         _require(self.finetune in ("auto", "full", "lora"),
                  f"finetune must be 'auto', 'full' or 'lora', got {self.finetune!r}")
         _require(self.attn_implementation in ("sdpa", "eager"),

@@ -128,14 +128,27 @@ def test_default_model_is_frame_aware(toy_tok):
     model = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32), 512)
     assert isinstance(model, FrameMistralForCausalLM)
     assert model.config.frame_length == codec.frame_length
-    assert model.previous_frame_embeddings.num_embeddings == codec.lm_vocab_size + 1
+    # the previous-frame token is looked up in the (tied) token table, whose structure rows start smooth in bin order
+    assert model.uses_previous_frame and model.previous_frame_embeddings is None
+    assert model.config.tie_previous_frame_embedding and model.none_id == codec.pad_id
+    emb = model.get_input_embeddings().weight.detach()
+    lo, hi = codec.structure_offset, codec.structure_offset + 16  # the toy tokenizer's x-coordinate bins
+    sim = emb[lo:hi] @ emb[lo:hi].T
+    assert sim[0, 1] > sim[0, 2:9].max()  # neighbours most alike
+    # ordinal rows all have the same norm and a similarity that depends only on the bin distance
+    torch.testing.assert_close(sim.diagonal(), sim[0, 0].expand(16), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(sim[1, 2:10], sim[0, 1:9], rtol=1e-3, atol=1e-7)
+    separate = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32,
+                                                        tie_previous_frame_embedding=False), 512)
+    assert separate.previous_frame_embeddings.num_embeddings == codec.lm_vocab_size + 1
     plain = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32,
                                                      frame_embeddings=False, previous_frame_embedding=False), 512)
     assert type(plain).__name__ == "MistralForCausalLM"
 
 
 def test_lora_on_the_default_model_trains_the_frame_embeddings(toy_tok):
-    settings = ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32, finetune="lora")
+    settings = ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32, finetune="lora",
+                             tie_previous_frame_embedding=False)
     model, _ = prepare_model(toy_tok, settings, max_positions=512)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("frame_position_embeddings" in n for n in names)

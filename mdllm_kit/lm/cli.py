@@ -73,7 +73,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     lora = LoraSettings(r=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout)
     model = ModelSettings(base_model=args.base_model, hidden_size=args.hidden_size, num_layers=args.layers,
                           num_heads=args.heads, num_kv_heads=args.kv_heads, intermediate_size=args.intermediate_size,
-                          finetune=args.finetune, lora=lora, load_in_4bit=args.load_in_4bit)
+                          finetune=args.finetune, lora=lora, load_in_4bit=args.load_in_4bit,
+                          frame_embeddings=not args.plain_mistral, previous_frame_embedding=not args.plain_mistral)
     settings = TrainSettings(window_frames=args.window, stride=args.stride, val_fraction=args.val_fraction,
                              loss_frames=args.loss_frames, max_steps=args.max_steps, batch_size=args.batch_size,
                              grad_accum=args.grad_accum, learning_rate=args.lr, eval_steps=args.eval_steps,
@@ -133,6 +134,8 @@ def add_lm_commands(subparsers: Any) -> None:
     tr.add_argument("--heads", type=int, default=m.num_heads, help="default model: attention heads")
     tr.add_argument("--kv-heads", type=int, default=m.num_kv_heads, help="default model: key/value heads")
     tr.add_argument("--intermediate-size", type=int, default=m.intermediate_size, help="default model: MLP width")
+    tr.add_argument("--plain-mistral", action="store_true",
+                    help="default model: plain MistralForCausalLM, without the frame-position and previous-frame embeddings")
     tr.add_argument("--lora-rank", type=int, default=lo.r, help="LoRA rank")
     tr.add_argument("--lora-alpha", type=float, default=lo.alpha, help="LoRA alpha")
     tr.add_argument("--lora-dropout", type=float, default=lo.dropout, help="LoRA dropout")

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from mdllm_kit.errors import ModelError
+from mdllm_kit.lm.evaluate import _bin_error, next_frame_quality, predict_next_frames
+
+
+def test_copy_baseline_and_model_on_held_out_frames(trained_bundle, toy_tok, toy_traj):
+    tokens = toy_tok.encode(toy_traj[40:])
+    q = next_frame_quality(trained_bundle, tokens, max_windows=8)
+    W = trained_bundle.window_frames
+    assert q["context_frames"] == W and q["n_windows"] == 8
+    starts = np.unique(np.linspace(0, len(tokens) - W - 1, 8).round().astype(int))
+    truth, last = tokens[starts + W], tokens[starts + W - 1]
+    assert q["copy_previous"]["token_accuracy"] == pytest.approx((truth == last).mean())
+    assert q["copy_previous"]["mean_bin_error"] == pytest.approx(np.abs(truth - last).mean())
+    for name in ("model", "copy_previous"):
+        assert 0 <= q[name]["token_accuracy"] <= 1 and q[name]["rmsd_A"] >= 0
+        assert set(q[name]["mean_bin_error_by_kind"]) == {"token"}  # the toy tokenizer names no kinds
+
+
+def test_a_frozen_trajectory_is_copied_exactly(trained_bundle, toy_tok, toy_traj):
+    tokens = np.repeat(toy_tok.encode(toy_traj[:1]), 6, axis=0)
+    q = next_frame_quality(trained_bundle, tokens)
+    assert q["copy_previous"] == {"token_accuracy": 1.0, "rmsd_A": pytest.approx(0.0, abs=1e-3),
+                                  "mean_bin_error": 0.0, "mean_bin_error_by_kind": {"token": 0.0}}
+
+
+def test_predictions_are_valid_tokens(trained_bundle, toy_tok, toy_traj):
+    tokens = toy_tok.encode(toy_traj[:12])
+    windows = np.stack([tokens[i: i + 4] for i in range(5)])
+    pred = predict_next_frames(trained_bundle, windows, batch_size=2)
+    assert pred.shape == (5, toy_tok.tokens_per_frame)
+    trained_bundle.codec.check_tokens(pred)
+    np.testing.assert_array_equal(pred, predict_next_frames(trained_bundle, windows, batch_size=5))
+
+
+def test_too_few_frames_are_refused(trained_bundle, toy_tok, toy_traj):
+    with pytest.raises(ModelError, match="too few"):
+        next_frame_quality(trained_bundle, toy_tok.encode(toy_traj[:2]))
+
+
+def test_bin_error_wraps_periodic_kinds():
+    ranges = np.array([[0, 256], [256, 512]])
+    kinds = np.array(["angle", "dihedral"])
+    pred, truth = np.array([[0, 256]]), np.array([[255, 511]])
+    np.testing.assert_array_equal(_bin_error(pred, truth, ranges, kinds), [[255, 1]])

@@ -12,7 +12,9 @@
 #
 # Speeds depend on the machine and on whatever else runs on it (the recorded runs were made on a
 # shared 2-core machine; the load average is printed below). Fidelity numbers (RMSD, bond
-# fractions) do not depend on the machine and should match to the digits shown.
+# fractions) do not depend on the machine: at full settings they should agree with the recorded
+# ones to about 0.01 A; larger differences mean that the code or the data changed since the
+# recorded run (the set sizes are printed, compare them with those in `BENCHMARKS.md`).
 
 # %% [markdown]
 # ## Parameters

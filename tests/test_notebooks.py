@@ -6,9 +6,9 @@ Execution
     notebook's own folder as working directory and ``MDLLM_QUICK=1`` in the
     kernel's environment, so the notebook picks its small settings (the same
     notebook, not a CI copy). Files the notebooks write go to a temporary
-    folder through ``MDLLM_NOTEBOOK_OUT``; ``HF_HUB_OFFLINE=1`` makes any
-    attempt to download a model fail. A new notebook is picked up
-    automatically.
+    folder through ``MDLLM_NOTEBOOK_OUT`` (the test fails if a notebook
+    creates files next to itself); ``HF_HUB_OFFLINE=1`` makes any attempt
+    to download a model fail. A new notebook is picked up automatically.
 
 Cleanliness
     Committed notebooks carry no outputs, no execution counts, no saved
@@ -42,6 +42,12 @@ def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [cell for cell in nb.cells if cell.cell_type == "code"]
 
 
+def _tree(folder: Path) -> set[Path]:
+    """Paths below ``folder``, without Python and Jupyter caches."""
+    return {p.relative_to(folder) for p in folder.rglob("*")
+            if "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT_S)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -57,7 +63,10 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch: py
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name=KERNEL_NAME, timeout=CELL_TIMEOUT_S, allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}})
+    before = _tree(path.parent)
     client.execute()  # raises CellExecutionError, with the cell's traceback, on the first failing cell
+    # everything a notebook writes goes under MDLLM_NOTEBOOK_OUT, never into the repository
+    assert _tree(path.parent) == before, f"{path.name} created or removed files next to itself"
     cells = _code_cells(nb)
     assert cells, f"{path.name} has no code cells"
     assert all(cell.execution_count is not None for cell in cells), "every code cell must have run"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .bundle import ModelBundle, load_bundle
 from .codec import FrameCodec
 from .config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
+from .evaluate import next_frame_quality
 from .sampler import GeneratedEnsemble, Sampler
 from .train import train
 
@@ -21,5 +22,6 @@ __all__ = [
     "SamplingSettings",
     "TrainSettings",
     "load_bundle",
+    "next_frame_quality",
     "train",
 ]

@@ -210,8 +210,8 @@ print(f"frames outside the training ensemble: {100 * metrics['novelty']['novel_f
 # outside the training ensemble, and frames that are physical. "Novel but invalid" means broken,
 # not new. With the CPU budget of the default settings the model has not learned AdK's dynamics
 # (`BENCHMARKS.md` records where it stands; in our full-settings run of this notebook on
-# 2026-12-01, with the default model of that day, the walkers stayed 3-4 A from the closed
-# crystal, none came within 6 A of the open one, and every frame had Calpha clashes); the tools
+# 2026-12-01, with the default model of that day, the walkers stayed near the closed state, none
+# came near the open one, and every frame had Calpha clashes); the tools
 # above are what tells you so, and they are the same you would use on a model trained for hours
 # on a GPU, set with `MDLLM_MODEL=/path/to/bundle`.
 #

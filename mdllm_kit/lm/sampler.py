@@ -13,6 +13,11 @@ All walkers are one batch. For every new frame the sampler
    id outside ``[lo_j, hi_j)`` is masked *before* temperature, top-k and
    top-p, so each frame has exactly ``L`` valid tokens at any temperature
    and always decodes; the ``<frame>`` delimiter is implied, never sampled.
+   A frame-aware model (the default,
+   :class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM`) also gets,
+   at each step, the token at the same position of the last context frame
+   (``previous_frame_ids``); its frame positions follow from the absolute
+   positions, which start at ``<bos>`` = 0 in every prefill.
    For Mistral/Llama-style models the steps run through
    :class:`~mdllm_kit.lm.fastdecode.StaticDecoder` (preallocated KV cache, no
    per-call HF bookkeeping; the same modules and numbers as the HF forward),

@@ -12,8 +12,14 @@ frame including its delimiter, ``<bos>`` at position 0):
 * **frame position** of the input token: ``(q - 1) mod F`` (``0 .. L``, the
   delimiter is ``L``), and a separate row ``F`` for ``<bos>``;
 * **previous frame** (optional): the token one frame before the token being
-  predicted, i.e. the id at position ``q + 1 - F``, or a "none" row (index
-  ``vocab_size``) while that position lies before the first frame.
+  predicted, i.e. the id at position ``q + 1 - F``, or a "none" id while that
+  position lies before the first frame. It is looked up either in a separate
+  table (``none`` = row ``vocab_size``) or, with
+  ``tie_previous_frame_embedding`` (the default model), in the token
+  embedding table itself (``none`` = the ``<pad>`` row): with tied input and
+  output embeddings the logits then contain ``e(t) . e(previous)`` from the
+  start, and with :func:`ordinal_embedding_init` (neighbouring bins alike)
+  that is a prior to stay near the previous frame's bins.
 
 Everything else is the unchanged Mistral stack (HF Trainer, ``generate``,
 ``save_pretrained`` in safetensors, gradient checkpointing, DDP). For cached

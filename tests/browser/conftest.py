@@ -73,6 +73,7 @@ STALL_S = 8.0                    # no cell running yet some never ran: Run All s
 POLL_S = 0.5
 RUN_ALL_START_S = 10.0           # a cell shows [*] this soon after Run All Cells, or the click was lost
 RUN_ALL_ATTEMPTS = 3
+LATE_DIALOG_S = 1.0              # time for a late "Select Kernel" dialog to show after the kernel is idle
 
 #: A canvas showing a rendered molecule has thousands of colours (shading, antialiasing);
 #: a blank or single-colour canvas has a handful. Measured: > 2000 for AdK with SwiftShader.
@@ -281,10 +282,27 @@ class NotebookPage:
             """() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator');
                        return s && s.getAttribute('data-status') === 'idle'; }""",
             timeout=timeout_ms)
+        # On a loaded machine JupyterLab can ask "Select Kernel" late, after the kernel named in
+        # the notebook's metadata has already started; a user presses Select (the default,
+        # python3). Any other dialog is an error.
+        time.sleep(LATE_DIALOG_S)
+        self.accept_kernel_dialog()
         dialog = self.page.locator(".jp-Dialog")
         if dialog.count():
             raise AssertionError(f"a dialog blocks the notebook: {dialog.first.inner_text()!r}")
         return self
+
+    def accept_kernel_dialog(self) -> bool:
+        """Press Select in a "Select Kernel" dialog if one is open; True if there was one."""
+        dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
+        if not dialog.count():
+            return False
+        logger.warning("JupyterLab asked to select a kernel; accepting its default (%s)",
+                       dialog.first.locator("select").input_value() if dialog.first.locator("select").count()
+                       else "?")
+        dialog.first.locator(".jp-Dialog-button.jp-mod-accept").click()
+        dialog.first.wait_for(state="detached", timeout=PAGE_READY_TIMEOUT_S * 1e3)
+        return True
 
     def run_all(self) -> None:
         """Run > Run All Cells, through the menu as a user would.
@@ -294,6 +312,7 @@ class NotebookPage:
         is seen queued or run.
         """
         for _attempt in range(RUN_ALL_ATTEMPTS):
+            self.accept_kernel_dialog()
             self.page.keyboard.press("Escape")   # close any menu left open
             self.page.locator("#jp-MainMenu .lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
             self.page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
@@ -329,6 +348,8 @@ class NotebookPage:
         t0 = time.monotonic()
         stalled_since = None
         while True:
+            if self.accept_kernel_dialog():
+                stalled_since = None
             prompts = self._prompts()
             running = any("*" in p for p in prompts)
             done = prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from mdllm_kit.errors import ModelError
 from mdllm_kit.lm.evaluate import _bin_error, next_frame_quality, predict_next_frames
@@ -33,6 +34,25 @@ def test_predictions_are_valid_tokens(trained_bundle, toy_tok, toy_traj):
     assert pred.shape == (5, toy_tok.tokens_per_frame)
     trained_bundle.codec.check_tokens(pred)
     np.testing.assert_array_equal(pred, predict_next_frames(trained_bundle, windows, batch_size=5))
+
+
+def test_predictions_are_the_constrained_argmax_of_the_causal_prefix(trained_bundle, toy_tok, toy_traj):
+    """Token j of the target frame is the valid-range argmax of the logits after the first + j tokens before it."""
+    bundle, codec = trained_bundle, trained_bundle.codec
+    tokens = toy_tok.encode(toy_traj[:10])
+    windows = np.stack([tokens[i: i + 4] for i in range(0, 6, 2)])  # C = 3 context frames + the target
+    pred = predict_next_frames(bundle, windows)
+    first = codec.sequence_length(3)  # LM index of the target frame's first token
+    ranges = codec.ranges_array()
+    L = codec.tokens_per_frame
+    for w, window in enumerate(windows):
+        ids = torch.from_numpy(codec.encode_frames(window))[None]
+        assert ids[0, first] == window[-1, 0] + codec.structure_offset
+        for j in range(L):  # every position: an off-by-one slice reads the true token itself (a leak)
+            with torch.no_grad():
+                last = bundle.model(input_ids=ids[:, : first + j]).logits[0, -1].double()
+            lo, hi = codec.structure_offset + ranges[j, 0], codec.structure_offset + ranges[j, 1]
+            assert pred[w, j] == ranges[j, 0] + int(last[lo:hi].argmax())
 
 
 def test_too_few_frames_are_refused(trained_bundle, toy_tok, toy_traj):

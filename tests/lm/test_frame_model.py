@@ -214,15 +214,32 @@ def test_sampler_log_likelihood_matches_full_forward(trained_bundle):
         assert ll == pytest.approx(ens.log_likelihood[k, 1], rel=1e-4)
 
 
+def _extra_input_embedding(model, ids):
+    """The model's input embedding minus the token and frame-position embeddings, shape (B, T, hidden)."""
+    positions = torch.arange(ids.shape[1])[None]
+    base = model.model.embed_tokens(ids) + model.frame_position_embeddings(
+        frame_position_ids(positions, model.config.frame_length))
+    return model.embed(ids, positions) - base
+
+
 def test_tied_previous_frame_embedding_reads_the_token_table():
-    model = tiny_frame_model(tie=True)
-    ids = torch.randint(3, 20, (1, 9))
+    F = 4
+    ids = torch.randint(3, 20, (2, 11))
+    tied = tiny_frame_model(frame_length=F, tie=True)
+    assert tied.none_id == 0 and tied.previous_frame_embeddings is None
     with torch.no_grad():
-        before = model(input_ids=ids).logits
-        model.model.embed_tokens.weight[ids[0, 1]] += 1.0  # the token at position 1 is read again at position 4
-        after = model(input_ids=ids).logits
-    assert model.none_id == 0
-    assert not torch.allclose(before[0, 4], after[0, 4])
+        extra = _extra_input_embedding(tied, ids)
+        expected = tied.model.embed_tokens(previous_frame_ids(ids, F, tied.none_id))
+    torch.testing.assert_close(extra, expected)
+    # position 4 predicts the token after the first frame's first one, and reads the token at position 1
+    torch.testing.assert_close(extra[:, 4], tied.model.embed_tokens.weight[ids[:, 1]])
+    # negative control: without the feature the same identity does not hold (nothing is added)
+    plain = tiny_frame_model(frame_length=F, previous=False)
+    with torch.no_grad():
+        extra = _extra_input_embedding(plain, ids)
+        expected = plain.model.embed_tokens(previous_frame_ids(ids, F, 0))
+    assert not torch.allclose(extra, expected)
+    torch.testing.assert_close(extra, torch.zeros_like(extra))
 
 
 def test_ordinal_init_makes_neighbouring_bins_alike():

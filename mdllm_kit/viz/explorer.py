@@ -7,6 +7,15 @@ the 3D view while the notebook kernel stays free for other cells. ipywidgets
 8 sends updates made from that thread; only one run at a time is allowed
 (Generate is disabled while one runs), and Stop ends a run cooperatively after
 the frame being generated.
+
+The sampling thread and the kernel's main thread (clicks on the map) both
+update the plotly figure and the 3D view; plotly keeps one batch-mode state
+per figure, so every such update holds one re-entrant lock (``_ui_lock``).
+While a run is going the 3D view follows the newest frame of walker
+:data:`FOLLOWED_WALKER` until the user clicks a point on the map; from then
+on it stays on the clicked frame until the next run starts.
+:meth:`SamplingExplorer.close` stops a run and closes the widgets (call it
+before re-running the notebook cell that made the explorer).
 """
 from __future__ import annotations
 
@@ -41,6 +50,9 @@ FOLLOWED_WALKER = 0
 #: wrapped below each other in a narrower one.
 MAP_WIDTH_PX = 560
 VIEW_SIZE_PX = 420
+#: Seconds :meth:`SamplingExplorer.close` waits for the sampling thread (it ends after the frame being
+#: generated: well under a second for AdK on a CPU); a thread still running then is left to end by itself.
+CLOSE_TIMEOUT_S = 30.0
 
 
 def _seed_structure(bundle: Any, seed_frames: Any) -> md.Trajectory:
@@ -187,7 +199,11 @@ class SamplingExplorer:
         self._points = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # Generate vs the end of a run: one run at a time
+        self._ui_lock = threading.RLock()  # figure and view updates (sampling thread vs clicks)
+        self._busy = False  # a run is going: set by Generate, cleared by the run's thread as its last step
+        self._follow_newest = True  # the view follows the newest frame until a click during the run
+        self._closed = False
         self.widget = w.VBox([
             w.HBox([w.VBox(self._controls[:3]), w.VBox(self._controls[3:])]),
             w.HBox([self.generate_button, self.stop_button, self.progress]),
@@ -211,8 +227,8 @@ class SamplingExplorer:
 
     @property
     def running(self) -> bool:
-        """True while a run is in progress."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while a run is in progress (until its thread re-enables the controls)."""
+        return self._busy
 
     def _generated_traces(self) -> list[Any]:
         return [t for t in self.figure.data if t.meta == TRACE_GENERATED]
@@ -226,8 +242,13 @@ class SamplingExplorer:
     # ------------------------------------------------------------------ events
     def _on_generate(self, _button: Any = None) -> None:
         with self._lock:
-            if self.running:
+            if self._closed:
+                logger.info("the explorer is closed; Generate ignored")
+                return
+            if self._busy:
                 logger.info("a sampling run is in progress; Generate ignored")
+                self.status.value = ("<b>A run is in progress:</b> Generate ignored; press Stop and wait for it "
+                                     "to end first.")
                 return
             try:
                 settings = self.settings_from_controls()
@@ -237,6 +258,8 @@ class SamplingExplorer:
             self.last_settings = settings
             self.error = None
             self._stop.clear()
+            self._busy = True
+            self._follow_newest = True
             self._reset(settings.n_walkers)
             self.progress.max, self.progress.value = settings.n_frames, 0
             self.status.value = (f"Sampling {settings.n_frames} frames x {settings.n_walkers} walkers "
@@ -253,6 +276,10 @@ class SamplingExplorer:
 
     def _reset(self, n_walkers: int) -> None:
         """Drop the previous run's points and frames; one empty trace per walker."""
+        with self._ui_lock:
+            self._reset_locked(n_walkers)
+
+    def _reset_locked(self, n_walkers: int) -> None:
         self._n_walkers_run = n_walkers
         self._points: list[list[tuple[float, float, int]]] = [[] for _ in range(n_walkers)]
         self.store.clear()
@@ -283,42 +310,55 @@ class SamplingExplorer:
             self.error = exc
             self.status.value = f"<b>Sampling failed:</b> {type(exc).__name__}: {exc}"
         finally:
-            self._set_busy(False)
+            with self._lock:  # a Generate click waits until the controls are re-enabled, then may start a run
+                self._busy = False
+                if not self._closed:
+                    self._set_busy(False)
 
     def _on_frame(self, i: int, tokens: np.ndarray) -> bool:
         """Sampler callback: decode, superpose, project and show frame ``i`` of every walker."""
+        if self._closed:
+            return False
         frames = self.bundle.tokenizer.decode(np.asarray(tokens))
         if self._align_atoms.size >= 3:
             frames.superpose(self._topology_frame, 0, atom_indices=self._align_atoms)
         xy = self._project(frames)
         k = len(xy)
-        for walker in range(k):
-            self._points[walker].append((xy[walker, 0], xy[walker, 1], i * k + walker))
-        with self.figure.batch_update():
-            for walker, trace in enumerate(self._generated_traces()[:k]):
-                x, y, index = (np.array(v) for v in zip(*self._points[walker]))
-                trace.x, trace.y, trace.customdata = x, y, index
-        self.store.extend(frames)
-        show_frame(self.view, self.store, i * k + FOLLOWED_WALKER)
-        self.progress.value = i + 1
+        with self._ui_lock:
+            for walker in range(k):
+                self._points[walker].append((xy[walker, 0], xy[walker, 1], i * k + walker))
+            with self.figure.batch_update():
+                for walker, trace in enumerate(self._generated_traces()[:k]):
+                    x, y, index = (np.array(v) for v in zip(*self._points[walker]))
+                    trace.x, trace.y, trace.customdata = x, y, index
+            self.store.extend(frames)
+            if self._follow_newest:
+                show_frame(self.view, self.store, i * k + FOLLOWED_WALKER)
+            else:  # stay on the clicked frame; only the player's range grows
+                self.view.max_frame = max(self.store.n_frames - 1, 0)
+            self.progress.value = i + 1
         return not self._stop.is_set()
 
     def _on_click(self, trace: Any, points: Any, selector: Any = None) -> None:
         if points.point_inds:
-            self.show_frame(int(trace.customdata[points.point_inds[0]]))
+            with self._ui_lock:
+                if self._busy:
+                    self._follow_newest = False  # the user chose a frame: stop following the newest one
+                self.show_frame(int(trace.customdata[points.point_inds[0]]))
 
     # ------------------------------------------------------------------ public
     def show_frame(self, index: int) -> None:
         """Show frame ``index`` of the current run (frame-major) in 3D and ring it on the map."""
-        n = self.store.n_frames
-        if not 0 <= index < n:
-            raise VisualizationError(f"frame {index} has not been generated; there are {n} so far")
-        self.selected = int(index)
-        show_frame(self.view, self.store, int(index))
-        x, y, _ = self._points[index % self._n_walkers_run][index // self._n_walkers_run]
-        ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
-        with self.figure.batch_update():
-            ring.x, ring.y = [x], [y]
+        with self._ui_lock:
+            n = self.store.n_frames
+            if not 0 <= index < n:
+                raise VisualizationError(f"frame {index} has not been generated; there are {n} so far")
+            self.selected = int(index)
+            show_frame(self.view, self.store, int(index))
+            x, y, _ = self._points[index % self._n_walkers_run][index // self._n_walkers_run]
+            ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
+            with self.figure.batch_update():
+                ring.x, ring.y = [x], [y]
 
     def generate(self) -> None:
         """Start a run with the current control values (as the Generate button does)."""
@@ -345,5 +385,38 @@ class SamplingExplorer:
             raise self.error
         return self.ensemble
 
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Stop the current run, wait for its thread and close every widget of the app.
+
+        Safe to call more than once; the explorer cannot start runs afterwards
+        (:attr:`ensemble` keeps the last result).
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait for the sampling thread (it ends after the frame
+            being generated); a thread still running then ends by itself.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("the sampling thread is still running after %.0f s; it stops after its frame",
+                               timeout)
+        with self._ui_lock:
+            _close_tree(self.widget)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _close_tree(widget: Any) -> None:
+    """Close ``widget`` and, first, every widget below it (``children``)."""
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()

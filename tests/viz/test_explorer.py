@@ -1,5 +1,6 @@
 """The SamplingExplorer driven by simulated button clicks and slider changes (no browser)."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -94,6 +95,15 @@ class _GatedSampler(Sampler):
         return super().generate_frame(history, settings, frame_index)
 
 
+def _wait_for_progress(explorer, n_frames):
+    """Wait (at most WAIT_S) until ``n_frames`` frames per walker are shown; the run must still be going."""
+    deadline = time.monotonic() + WAIT_S
+    while explorer.progress.value < n_frames:
+        assert explorer._thread.is_alive(), f"the run ended after {explorer.progress.value} frames"
+        assert time.monotonic() < deadline, f"only {explorer.progress.value} of {n_frames} frames after {WAIT_S} s"
+        explorer._thread.join(0.05)
+
+
 def test_stop_ends_the_run_and_generate_is_locked_while_running(trained_bundle, toy_traj):
     sampler = _GatedSampler(trained_bundle)
     explorer = SamplingExplorer(trained_bundle, training=toy_traj, sampler=sampler)
@@ -102,9 +112,9 @@ def test_stop_ends_the_run_and_generate_is_locked_while_running(trained_bundle, 
     assert explorer.running and explorer.generate_button.disabled and not explorer.stop_button.disabled
     assert explorer.temperature.disabled
     explorer.generate_button.click()  # a second click while running starts nothing
+    assert "in progress" in explorer.status.value  # ... and says so
     sampler.gate.release(2)  # frames 0 and 1
-    while explorer.progress.value < 2:
-        explorer._thread.join(0.05)
+    _wait_for_progress(explorer, 2)
     explorer.stop_button.click()
     sampler.gate.release(1)  # frame 2 finishes, then the run stops
     ens = explorer.wait(WAIT_S)
@@ -112,6 +122,55 @@ def test_stop_ends_the_run_and_generate_is_locked_while_running(trained_bundle, 
     assert len(sampler.settings_seen) == 3  # one run only
     assert sum(len(t.x) for t in _generated(explorer)) == 6
     assert "Stopped" in explorer.status.value and not explorer.generate_button.disabled
+
+
+def test_a_click_during_a_run_keeps_the_view_on_the_clicked_frame(trained_bundle, toy_traj):
+    sampler = _GatedSampler(trained_bundle)
+    explorer = SamplingExplorer(trained_bundle, training=toy_traj, sampler=sampler)
+    explorer.n_frames.value, explorer.n_walkers.value = 5, 2
+    explorer.generate_button.click()
+    sampler.gate.release(2)
+    _wait_for_progress(explorer, 2)
+    assert explorer.view.frame == 1 * 2 + 0  # following walker 0's newest frame
+    fig = explorer.figure
+    walker1 = next(i for i, t in enumerate(fig.data) if t.meta == TRACE_GENERATED and t.name == "walker 1")
+    trace = fig.data[walker1]
+    fig._js2py_pointsCallback = {"event_type": "plotly_click", "points": {
+        "trace_indexes": [walker1], "point_indexes": [0], "xs": [trace.x[0]], "ys": [trace.y[0]]}}
+    assert explorer.view.frame == 1 and explorer.selected == 1  # frame 0 of walker 1
+    sampler.gate.release(3)
+    ens = explorer.wait(WAIT_S)
+    assert ens.n_frames == 5 and explorer.store.n_frames == 10
+    assert explorer.view.frame == 1 and explorer.selected == 1  # new frames did not move the view
+    assert explorer.view.max_frame == 9  # but the player can reach them
+    # the next run follows the newest frame again
+    explorer.n_frames.value = 1
+    explorer.generate_button.click()
+    sampler.gate.release(1)
+    explorer.wait(WAIT_S)
+    assert explorer.view.frame == 0 and explorer.selected is None
+
+
+def test_close_stops_a_running_explorer_and_closes_its_widgets(trained_bundle, toy_traj):
+    sampler = _GatedSampler(trained_bundle)
+    explorer = SamplingExplorer(trained_bundle, training=toy_traj, sampler=sampler)
+    explorer.n_frames.value, explorer.n_walkers.value = 50, 1
+    explorer.generate_button.click()
+    sampler.gate.release(1)
+    _wait_for_progress(explorer, 1)
+    thread = explorer._thread
+    # the frame being generated when close() sets the stop event finishes, then the run ends: let two through
+    # (frame 1, and frame 2 should frame 1 have finished before close() got there)
+    sampler.gate.release(2)
+    explorer.close()
+    assert not thread.is_alive() and not explorer.running
+    assert explorer.progress.value <= 3 and len(sampler.settings_seen) <= 3  # stopped, not 50 frames
+    for widget in (explorer.widget, explorer.generate_button, explorer.temperature, explorer.figure,
+                   explorer.view, explorer.status):
+        assert widget.comm is None  # closed
+    explorer.close()  # a second close is harmless
+    explorer.generate_button.click()  # and a closed explorer starts nothing
+    assert explorer._thread is thread
 
 
 def test_second_generate_replaces_the_first_run(explorer):

@@ -5,7 +5,10 @@ of the frame's PDB text and drawn with NGL's built-in ``bfactor`` colour
 scheme over a fixed colour domain, so the colours mean the same numbers in
 every view and need no custom JavaScript colour scheme (which must be
 registered in the browser before the view loads, and behaves differently
-between nglview front ends).
+between nglview front ends). Residues with none of the compared atoms (e.g.
+glycines when comparing Cbeta atoms) have no deviation: they are drawn in
+:data:`UNMATCHED_COLOR` by a separate representation, and their B-factor is
+:data:`UNMATCHED_BFACTOR`, never a deviation of 0 A.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from ..errors import VisualizationError
 from ._common import NM_TO_A
 from .structure import _as_trajectory, default_representation, pdb_text
 
-__all__ = ["DEVIATION_COLORSCALE", "Overlay", "per_residue_deviation", "show_overlay"]
+__all__ = ["DEVIATION_COLORSCALE", "UNMATCHED_COLOR", "Overlay", "per_residue_deviation", "show_overlay"]
 
 #: Colour scale of the deviation: pale (close to the reference) to dark red (far); NGL and plotly both know it.
 DEVIATION_COLORSCALE = "OrRd"
@@ -33,6 +36,10 @@ REFERENCE_COLOR = "#9e9e9e"
 REFERENCE_OPACITY = 0.45
 #: mdtraj writes B-factors only in (-10, 100); larger deviations are capped there (colours saturate long before).
 _PDB_BFACTOR_MAX = 99.99
+#: Residues without matched atoms (no deviation): B-factor written for them (below every deviation) and
+#: the colour they are drawn in.
+UNMATCHED_BFACTOR = -1.0
+UNMATCHED_COLOR = "#bdbdbd"
 
 
 def per_residue_deviation(
@@ -95,11 +102,13 @@ class Overlay:
     ----------
     view : nglview.NGLWidget
         Component 0 the reference (grey, transparent), component 1 the frame
-        coloured by deviation.
+        coloured by deviation (residues without a deviation in
+        ``UNMATCHED_COLOR``).
     legend : ipywidgets.HTML
         Colour bar of the deviation, Angstrom.
     deviation_A : numpy.ndarray, shape (n_residues,)
-        Per-residue deviation of the frame, Angstrom (the colours).
+        Per-residue deviation of the frame, Angstrom (the colours); NaN for
+        residues without matched atoms.
     color_range_A : (float, float)
         Deviations mapped to the two ends of the colour scale.
     rmsd_A : float
@@ -173,7 +182,8 @@ def show_overlay(
     if not hi > lo:
         raise VisualizationError(f"color_range_A must be (low, high) with high > low; got {color_range_A}")
     per_atom = np.array([deviation[a.residue.index] for a in superposed.topology.atoms])
-    per_atom = np.clip(np.nan_to_num(per_atom, nan=0.0), 0.0, _PDB_BFACTOR_MAX)
+    unmatched = np.flatnonzero(np.isnan(per_atom))  # atoms of residues with no deviation
+    per_atom = np.where(np.isnan(per_atom), UNMATCHED_BFACTOR, np.clip(per_atom, 0.0, _PDB_BFACTOR_MAX))
     shown_ref = reference[0].atom_slice(np.sort(idx_r))
 
     view = nglview.NGLWidget()
@@ -181,9 +191,17 @@ def show_overlay(
     view.add_structure(nglview.TextStructure(pdb_text(superposed, bfactors=per_atom)), default=False)
     view.add_representation(representation or default_representation(shown_ref.topology), selection="all",
                             color=REFERENCE_COLOR, opacity=REFERENCE_OPACITY, component=0)
-    view.add_representation(representation or default_representation(superposed.topology), selection="all",
-                            color_scheme="bfactor", color_scale=DEVIATION_COLORSCALE, color_domain=[lo, hi],
-                            component=1)
+    frame_rep = representation or default_representation(superposed.topology)
+    if unmatched.size:  # NGL selects atoms by index with "@i,j,..."
+        matched = np.setdiff1d(np.arange(superposed.n_atoms), unmatched)
+        coloured = "@" + ",".join(map(str, matched))
+    else:
+        coloured = "all"
+    view.add_representation(frame_rep, selection=coloured, color_scheme="bfactor",
+                            color_scale=DEVIATION_COLORSCALE, color_domain=[lo, hi], component=1)
+    if unmatched.size:
+        view.add_representation(frame_rep, selection="@" + ",".join(map(str, unmatched)), color=UNMATCHED_COLOR,
+                                component=1)
     view.center()
     diff_nm = superposed.xyz[0, idx_f] - reference.xyz[0, idx_r]
     rmsd = float(np.sqrt((diff_nm**2).sum(axis=1).mean()) * NM_TO_A)

@@ -6,6 +6,7 @@ import pytest
 
 from mdllm_kit.errors import VisualizationError
 from mdllm_kit.viz import per_residue_deviation, show_overlay
+from mdllm_kit.viz.overlay import UNMATCHED_BFACTOR, UNMATCHED_COLOR
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,27 @@ def test_small_deviations_keep_the_default_range(closed_ca):
     ov = show_overlay(closed_ca, closed_ca)
     assert ov.deviation_A.max() < 1e-3
     assert ov.color_range_A == (0.0, 3.0)
+
+
+def test_residues_without_matched_atoms_are_grey_not_perfect(references):
+    # glycines have no Cbeta: compared by Cbeta, they have no deviation
+    frame = references["open"]
+    glycines = [r.index for r in frame.topology.residues if r.name == "GLY"]
+    assert glycines
+    ov = show_overlay(frame, references["closed"], atom_names=("CB",))
+    assert np.isnan(ov.deviation_A[glycines]).all() and np.isfinite(np.delete(ov.deviation_A, glycines)).all()
+    frame_pdb = [m for m in ov.view._ngl_msg_archive if m["methodName"] == "loadFile"][1]["args"][0]["data"]
+    b = _bfactors(frame_pdb)
+    gly_atoms = frame.topology.select("resname GLY")
+    np.testing.assert_allclose(b[gly_atoms], UNMATCHED_BFACTOR)  # a sentinel below every deviation, not 0 A
+    assert (np.delete(b, gly_atoms) >= 0).all()
+    reps = [m for m in ov.view._ngl_msg_archive if m["methodName"] == "addRepresentation"]
+    assert [r["component_index"] for r in reps] == [0, 1, 1]
+    coloured, grey = reps[1]["kwargs"], reps[2]["kwargs"]
+    assert coloured["colorScheme"] == "bfactor" and grey["color"] == UNMATCHED_COLOR
+    assert sorted(int(i) for i in grey["sele"][1:].split(",")) == list(gly_atoms)
+    assert sorted(int(i) for i in coloured["sele"][1:].split(",")) == list(np.setdiff1d(range(frame.n_atoms),
+                                                                                        gly_atoms))
 
 
 def test_explicit_range_and_all_atom_frames(references):

@@ -10,7 +10,7 @@ to the training ensemble), :mod:`.validity` (Calpha breaks and clashes,
 peptide bonds), :mod:`.projection` (PCA and TICA fitted on a training
 ensemble), :mod:`.comparison` (JS distances, RMSF, populations, MSMs against
 a reference ensemble), :mod:`.metrics` (:func:`analyze`, the metrics
-dictionary and its documented layout).
+dictionary and its documented layout), :mod:`.units` (:data:`NM_TO_A`).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .metrics import analyze, summary_lines
 from .novelty import nearest_training_rmsd, novel_fraction, training_novelty_cutoff
 from .projection import FittedProjection, distance_pairs, fit_pca, fit_tica
 from .rmsd import matched_atom_indices, rmsd_per_frame, rmsd_to_references
+from .units import NM_TO_A
 from .validity import CA_BREAK_NM, CA_CLASH_NM, CN_BREAK_NM, validity_report
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "CN_BREAK_NM",
     "COVERAGE_THRESHOLDS_NM",
     "COVERED_MIN_FRACTION",
+    "NM_TO_A",
     "STATE_REACHED_NM",
     "FittedProjection",
     "analyze",

@@ -30,13 +30,16 @@ import numpy as np
 from ..errors import MdllmError
 from .projection import FittedProjection, _superposed
 from .rmsd import matched_atom_indices
+from .units import NM_TO_A
 
 __all__ = [
     "JS_BINS",
+    "KMEANS_N_INIT",
     "MSM_LAGTIME_FRAMES",
     "MSM_N_CLUSTERS",
     "MSM_N_TIMESCALES",
     "N_STATES",
+    "check_label_count",
     "compare_ensembles",
     "js_distances",
     "msm_comparison",
@@ -50,6 +53,9 @@ logger = logging.getLogger(__name__)
 JS_BINS = 30
 #: k-means states for population comparison when no ground-truth labels are given.
 N_STATES = 4
+#: scikit-learn k-means restarts (different initial centres, lowest inertia kept) for the
+#: population states: 10, scikit-learn's classic default, so a few states are found reproducibly.
+KMEANS_N_INIT = 10
 #: k-means cluster centres of the Markov state models.
 MSM_N_CLUSTERS = 20
 #: MSM lag time in frames: one frame, the language model's own step.
@@ -69,6 +75,29 @@ def _js(p: np.ndarray, q: np.ndarray) -> float:
     if p.sum() == 0 or q.sum() == 0:
         raise MdllmError("cannot compare an empty histogram; both ensembles need frames")
     return float(jensenshannon(p, q, base=2))
+
+
+def check_label_count(labels: np.ndarray, n_frames: int, name: str) -> np.ndarray:
+    """Integer labels, one per frame; :class:`MdllmError` otherwise.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, shape (n_frames,)
+        State labels in the trajectory's own frame order (frame-major over
+        walkers for a generated ensemble).
+    n_frames : int
+        Frames of the trajectory the labels belong to.
+    name : str
+        Which ensemble, for the message (``"generated"`` or ``"reference"``).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n_frames:
+        raise MdllmError(
+            f"{name} labels have shape {labels.shape}, expected ({n_frames},): one label per {name} frame, in the "
+            "trajectory's frame order (frame-major over walkers: frame i of walker k at index i * n_walkers + k); "
+            f"label the same trajectory you pass, e.g. mk.datasets.adk_cg_states(traj)"
+        )
+    return labels
 
 
 def js_distances(
@@ -149,8 +178,8 @@ def rmsf_correlation(
         r = float(pearsonr(rmsf["generated"], rmsf["reference"])[0])
     return {
         "pearson_r": r,
-        "mean_rmsf_generated_A": float(rmsf["generated"].mean() * 10),
-        "mean_rmsf_reference_A": float(rmsf["reference"].mean() * 10),
+        "mean_rmsf_generated_A": float(rmsf["generated"].mean() * NM_TO_A),
+        "mean_rmsf_reference_A": float(rmsf["reference"].mean() * NM_TO_A),
         "rmsf_generated_nm": [float(v) for v in rmsf["generated"]],
         "rmsf_reference_nm": [float(v) for v in rmsf["reference"]],
     }
@@ -196,7 +225,11 @@ def state_populations(
     else:
         from sklearn.cluster import KMeans
 
-        km = KMeans(n_clusters=n_states, n_init=10, random_state=seed).fit(np.asarray(reference, dtype=np.float64))
+        reference = np.asarray(reference, dtype=np.float64)
+        if len(reference) < n_states:
+            raise MdllmError(f"the reference has {len(reference)} frames, fewer than {n_states} states; "
+                             "use fewer states (n_states) or a longer reference ensemble")
+        km = KMeans(n_clusters=n_states, n_init=KMEANS_N_INIT, random_state=seed).fit(reference)
         ref_labels = km.labels_
         gen_labels = km.predict(np.asarray(generated, dtype=np.float64))
         method = "kmeans"
@@ -237,7 +270,9 @@ def compare_ensembles(
     n_states : int
         k-means states, or the number of label values when labels are given.
     generated_labels, reference_labels : numpy.ndarray of int, optional
-        Ground-truth state labels (both or neither); used instead of k-means.
+        Ground-truth state labels (both or neither), one per frame of
+        ``generated`` / ``reference`` in their frame order; used instead of
+        k-means.
     state_names : sequence of str, optional
         Names of the states.
     bins : int
@@ -256,6 +291,8 @@ def compare_ensembles(
     if (generated_labels is None) != (reference_labels is None):
         raise MdllmError("pass ground-truth labels for both ensembles or for neither")
     if generated_labels is not None:
+        generated_labels = check_label_count(generated_labels, generated.n_frames, "generated")
+        reference_labels = check_label_count(reference_labels, reference.n_frames, "reference")
         populations = state_populations(generated_labels, reference_labels, n_states=n_states,
                                         state_names=state_names, labelled=True)
     else:

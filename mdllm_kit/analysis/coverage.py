@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MdllmError
+from .units import NM_TO_A
 
 __all__ = [
     "COVERAGE_THRESHOLDS_NM",
@@ -28,7 +29,6 @@ __all__ = [
     "threshold_key",
 ]
 
-NM_TO_A = 10.0
 #: A frame within this Calpha RMSD of a reference reaches that state (MD-LLM's criterion: 3 A).
 STATE_REACHED_NM = 0.3
 #: Thresholds (nm) at which the fraction of frames near each reference is reported: 1.5, 2, 3 and 4 A.

@@ -2,8 +2,10 @@
 
 :func:`analyze` measures a generated ensemble against named reference
 structures, the training ensemble and, optionally, a reference ensemble
-(ground-truth MD). Its result is JSON-serialisable; RMSD values are given in
-Angstrom (keys ending ``_A``), times in frames or ps as named.
+(ground-truth MD). Its result is JSON-serialisable (strict JSON: a value
+that is not a finite number, e.g. the RMSF correlation of an ensemble whose
+RMSF is the same for every residue, is ``None``, JSON ``null``); RMSD values
+are given in Angstrom (keys ending ``_A``), times in frames or ps as named.
 
 Layout
 ------
@@ -34,7 +36,8 @@ Layout
     reference's position in PCA space; ``generated_mean``.
 ``comparison`` (only with a reference ensemble)
     ``js_distance`` (PCA components and 2D, base 2), ``js_distance_tica``,
-    ``rmsf`` (``pearson_r``, mean RMSF in A), ``populations`` (states,
+    ``rmsf`` (``pearson_r``, ``null`` when either RMSF profile is constant;
+    mean RMSF in A), ``populations`` (states,
     generated / reference populations, ``js_distance``), ``msm`` (see
     :func:`msm_comparison`), ``n_reference_frames``.
 """
@@ -48,19 +51,20 @@ import mdtraj as md
 import numpy as np
 
 from ..errors import MdllmError
-from .comparison import MSM_LAGTIME_FRAMES, MSM_N_CLUSTERS, N_STATES, compare_ensembles, js_distances, msm_comparison
+from .comparison import (MSM_LAGTIME_FRAMES, MSM_N_CLUSTERS, N_STATES, check_label_count, compare_ensembles,
+                         js_distances, msm_comparison)
 from .coverage import STATE_REACHED_NM, reference_coverage
 from .novelty import (NOVELTY_MAX_TRAINING_FRAMES, nearest_training_rmsd, novel_fraction, subsample_evenly,
                       training_novelty_cutoff)
 from .projection import fit_pca, fit_tica
 from .rmsd import rmsd_to_references
+from .units import NM_TO_A
 from .validity import validity_report
 
 __all__ = ["TICA_LAGTIME_FRAMES", "analyze", "summary_lines"]
 
 logger = logging.getLogger(__name__)
 
-NM_TO_A = 10.0
 #: Lag time (frames) of the TICA fitted on the training ensemble (50 ps at the AdK data's 5 ps spacing).
 TICA_LAGTIME_FRAMES = 10
 #: Training frames used for the training-set validity baseline (evenly strided).
@@ -74,6 +78,17 @@ def _stats_A(values_nm: np.ndarray) -> dict[str, float]:
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if k != "per_frame"}
+
+
+def _finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) inside dicts and lists replaced by ``None``."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _walkers(traj: md.Trajectory, n_walkers: int) -> list[md.Trajectory]:
@@ -115,9 +130,11 @@ def analyze(
     n_walkers : int, optional
         Walkers of a frame-major ensemble (default 1: one trajectory).
     generated_labels, reference_labels : numpy.ndarray of int, optional
-        Ground-truth state labels of generated and reference-ensemble frames
-        (e.g. :func:`mdllm_kit.datasets.adk_cg_states`); populations then use
-        them instead of k-means. ``n_states`` must cover the label values.
+        Ground-truth state labels, shape (``generated.n_frames``,) and
+        (``reference_ensemble.n_frames``,), in the trajectories' own frame
+        order (frame-major over walkers for ``generated``), e.g.
+        :func:`mdllm_kit.datasets.adk_cg_states`; populations then use them
+        instead of k-means. ``n_states`` must cover the label values.
     state_names : sequence of str, optional
         Names of the label values.
     reached_nm : float
@@ -145,13 +162,18 @@ def analyze(
     Returns
     -------
     dict
-        JSON-serialisable metrics; layout in the module docstring.
+        JSON-serialisable metrics (non-finite values as ``None``); layout in
+        the module docstring.
     """
     n_walkers = 1 if n_walkers is None else int(n_walkers)
     if generated.n_frames == 0:
         raise MdllmError("the generated ensemble has no frames; sample some first (mdllm sample)")
     if generated.n_frames % n_walkers:
         raise MdllmError(f"{generated.n_frames} generated frames do not split into {n_walkers} walkers")
+    if generated_labels is not None:
+        generated_labels = check_label_count(generated_labels, generated.n_frames, "generated")
+    if reference_labels is not None and reference_ensemble is not None:
+        reference_labels = check_label_count(reference_labels, reference_ensemble.n_frames, "reference")
     details = {} if details is None else details
     metrics: dict[str, Any] = {"n_frames": int(generated.n_frames), "n_walkers": n_walkers}
 
@@ -217,7 +239,11 @@ def analyze(
         )
         comparison["n_reference_frames"] = int(reference_ensemble.n_frames)
         metrics["comparison"] = comparison
-    return metrics
+    return _finite_or_none(metrics)
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.2f}"
 
 
 def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
@@ -247,8 +273,8 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     if comp:
         js = comp["js_distance"]
         lines.append("comparison with the reference ensemble: JS distance "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in js.items())
-                     + f"; RMSF correlation {comp['rmsf']['pearson_r']:.2f}")
+                     + ", ".join(f"{k} {_fmt(v)}" for k, v in js.items())
+                     + f"; RMSF correlation {_fmt(comp['rmsf']['pearson_r'])}")
         pops = comp["populations"]
         lines.append("populations (generated / reference): " + ", ".join(
             f"{s} {g:.2f}/{r:.2f}" for s, g, r in zip(pops["states"], pops["generated"], pops["reference"])))
@@ -256,5 +282,5 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
         for name in ("generated", "reference"):
             m = msm[name]
             lines.append(f"MSM {name}: " + (m["error"] if "error" in m else
-                         "timescales (frames) " + ", ".join(f"{t:.1f}" for t in m["timescales_frames"])))
+                         "timescales (frames) " + ", ".join(_fmt(t) for t in m["timescales_frames"])))
     return lines

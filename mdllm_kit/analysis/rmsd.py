@@ -7,6 +7,7 @@ import mdtraj as md
 import numpy as np
 
 from ..errors import TrajectoryError
+from .units import NM_TO_A
 
 __all__ = ["matched_atom_indices", "rmsd_per_frame", "rmsd_to_references"]
 
@@ -107,4 +108,4 @@ def rmsd_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     u, s, vt = np.linalg.svd(h)
     s[:, -1] *= np.sign(np.linalg.det(u @ vt))
     e = (a**2).sum((1, 2)) + (b**2).sum((1, 2)) - 2.0 * s.sum(1)
-    return np.sqrt(np.maximum(e, 0.0) / a.shape[1]) * 10.0
+    return np.sqrt(np.maximum(e, 0.0) / a.shape[1]) * NM_TO_A

@@ -31,6 +31,7 @@ import mdtraj as md
 import numpy as np
 
 from ..errors import TrajectoryError
+from .units import NM_TO_A
 
 __all__ = ["CA_BREAK_NM", "CA_CLASH_NM", "CN_BREAK_NM", "bonded_residue_pairs", "validity_report"]
 
@@ -115,7 +116,9 @@ def validity_report(
         ``ca_clashes``, ``cn_breaks`` (counts; ``cn_breaks`` is ``None``
         without backbone atoms) and ``ca_valid`` (bool).
         Summary floats: ``ca_break_rate`` (broken / checked Calpha bonds over
-        all frames), ``ca_clash_rate`` (clashing / non-bonded Calpha pairs),
+        all frames), ``ca_clash_rate`` (clashing / non-bonded Calpha pairs;
+        both rates are 0 when there is nothing to check, e.g. a chain of two
+        Calpha atoms has no non-bonded pair),
         ``frames_without_ca_break``, ``frames_without_ca_clash``,
         ``ca_valid_fraction`` (frames with neither), and with backbone atoms
         ``cn_break_rate`` and ``frames_without_cn_break`` (else ``None``).
@@ -153,8 +156,8 @@ def validity_report(
         "n_ca_bonds": int(len(ca_bonds)),
         "n_ca_pairs": int(n_pairs),
         "n_cn_bonds": int(len(cn_bonds)),
-        "thresholds_A": {"ca_break": round(ca_break_nm * 10, 6), "ca_clash": round(ca_clash_nm * 10, 6),
-                         "cn_break": round(cn_break_nm * 10, 6)},
+        "thresholds_A": {"ca_break": round(ca_break_nm * NM_TO_A, 6), "ca_clash": round(ca_clash_nm * NM_TO_A, 6),
+                         "cn_break": round(cn_break_nm * NM_TO_A, 6)},
         "per_frame": {
             "ca_breaks": ca_breaks.astype(np.int64),
             "ca_clashes": ca_clashes.astype(np.int64),
@@ -162,7 +165,7 @@ def validity_report(
             "ca_valid": ca_valid,
         },
         "ca_break_rate": float(ca_breaks.sum() / max(len(ca_bonds) * n_frames, 1)),
-        "ca_clash_rate": float(ca_clashes.sum() / (n_pairs * n_frames)),
+        "ca_clash_rate": float(ca_clashes.sum() / max(n_pairs * n_frames, 1)),
         "frames_without_ca_break": float(np.mean(ca_breaks == 0)),
         "frames_without_ca_clash": float(np.mean(ca_clashes == 0)),
         "ca_valid_fraction": float(np.mean(ca_valid)),

@@ -67,3 +67,27 @@ def test_bad_reference_argument_is_one_clear_error(files, capsys):
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NAME=PDB" in err[0]
+
+
+def test_json_of_an_ensemble_with_constant_rmsf_has_null_correlation(files, capsys):
+    root, gen = files
+    data = root / "data"
+    gen[0].save_xtc(str(root / "frozen.xtc"))  # a single frame: RMSF exactly 0 everywhere
+    args = _args(root, [str(root / "frozen.xtc"), "--top", str(data / "adk_cg_ca.pdb")])
+    args += ["--reference-ensemble", str(root / "truth.xtc"), "--reference-top", str(data / "adk_cg_ca.pdb"), "--json"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out
+    metrics = json.loads(out)
+    assert metrics["comparison"]["rmsf"]["pearson_r"] is None
+    assert metrics["comparison"]["rmsf"]["mean_rmsf_generated_A"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_sampling_folder_without_tokens_is_one_clear_error(files, tmp_path, capsys):
+    root, _ = files
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "params.json").write_text(json.dumps({"n_walkers": 2, "n_frames": 12}))
+    assert main(_args(root, [str(started)])) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tokens.npz" in err[0] and "mdllm sample" in err[0]

@@ -93,3 +93,22 @@ def test_compare_ensembles_of_an_ensemble_with_itself():
     assert all(v == pytest.approx(0.0, abs=1e-7) for v in out["js_distance"].values())
     assert out["rmsf"]["pearson_r"] == pytest.approx(1.0, abs=1e-6)
     assert out["populations"]["generated"] == out["populations"]["reference"]
+
+
+def test_kmeans_populations_need_as_many_reference_frames_as_states():
+    rng = np.random.default_rng(5)
+    with pytest.raises(mk.MdllmError, match="reference has 3 frames, fewer than 4 states"):
+        state_populations(rng.normal(size=(10, 2)), rng.normal(size=(3, 2)), n_states=4)
+
+
+def test_compare_ensembles_rejects_labels_of_the_wrong_length():
+    rng = np.random.default_rng(6)
+    top = calpha_topology(N_RES)
+    ens = trajectory(rigidly_moved(helix_trace(N_RES) + 0.01 * rng.normal(size=(30, N_RES, 3)), rng), top)
+    pca = fit_pca(ens)
+    with pytest.raises(mk.MdllmError, match=r"generated labels have shape \(29,\), expected \(30,\)"):
+        compare_ensembles(ens, ens, pca, n_states=2, generated_labels=np.zeros(29, int),
+                          reference_labels=np.zeros(30, int))
+    with pytest.raises(mk.MdllmError, match=r"reference labels have shape \(31,\), expected \(30,\)"):
+        compare_ensembles(ens, ens, pca, n_states=2, generated_labels=np.zeros(30, int),
+                          reference_labels=np.zeros(31, int))

@@ -1,10 +1,11 @@
 import json
 
+import mdtraj as md
 import numpy as np
 import pytest
 
 import mdllm_kit as mk
-from mdllm_kit.analysis import analyze, summary_lines
+from mdllm_kit.analysis import analyze, msm_comparison, summary_lines
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +56,44 @@ def test_ground_truth_compared_with_itself(adk):
 def test_walkers_must_divide_the_frames(adk):
     with pytest.raises(mk.MdllmError, match="walkers"):
         analyze(adk["train"][:5], adk["train"], adk["refs"], n_walkers=2)
+
+
+def _frame_major(w0, w1):
+    """Two equally long walkers interleaved frame-major: frame i of walker k is frame i * 2 + k."""
+    xyz = np.empty((2 * w0.n_frames, w0.n_atoms, 3), dtype=np.float32)
+    xyz[0::2], xyz[1::2] = w0.xyz, w1.xyz
+    return md.Trajectory(xyz, w0.topology, time=np.arange(len(xyz)) * 5.0)
+
+
+def test_walker_labels_are_reordered_like_the_walker_trajectories(adk):
+    truth = adk["truth"]
+    labels = mk.datasets.adk_cg_states(truth)
+    names = mk.datasets.ADK_STATE_NAMES
+    # walker 0 visits only closed frames, walker 1 only open ones, so pairing labels with the wrong walker shows
+    idx0, idx1 = np.flatnonzero(labels == 0)[:60], np.flatnonzero(labels == 1)[:60]
+    w0, w1 = truth[idx0], truth[idx1]
+    gen = _frame_major(w0, w1)
+    gen_labels = np.empty(120, dtype=int)
+    gen_labels[0::2], gen_labels[1::2] = labels[idx0], labels[idx1]
+    details = {}
+    metrics = analyze(gen, adk["train"], adk["refs"], reference_ensemble=truth, n_walkers=2,
+                      generated_labels=gen_labels, reference_labels=labels, state_names=names, n_states=3,
+                      generated_dt_ps=5.0, details=details)
+    expected = msm_comparison([w0, w1], truth, details["pca"], generated_dt_ps=5.0,
+                              reference_dt_ps=float(truth.timestep),
+                              state_labels=(np.r_[labels[idx0], labels[idx1]], labels), state_names=names)
+    assert metrics["comparison"]["msm"] == expected
+    # every cluster the generated MSM populates is labelled by the walker whose frames fill it
+    assert set(expected["generated"]["state_populations"]) <= {"closed", "open"}
+    assert metrics["comparison"]["populations"]["generated"] == [0.5, 0.5, 0.0]
+
+
+def test_label_arrays_must_have_one_label_per_frame(adk):
+    truth = adk["truth"][:40]
+    labels = mk.datasets.adk_cg_states(truth)
+    with pytest.raises(mk.MdllmError, match=r"generated labels have shape \(39,\), expected \(40,\).*frame-major"):
+        analyze(truth, adk["train"], adk["refs"], reference_ensemble=truth, generated_labels=labels[:-1],
+                reference_labels=labels, n_states=3)
+    with pytest.raises(mk.MdllmError, match=r"reference labels have shape \(80,\), expected \(40,\)"):
+        analyze(truth, adk["train"], adk["refs"], reference_ensemble=truth, generated_labels=labels,
+                reference_labels=np.r_[labels, labels], n_states=3)

@@ -59,3 +59,9 @@ def test_crystal_structures_are_valid_and_a_broken_peptide_bond_is_found():
     rep = validity_report(md.Trajectory(xyz, closed.topology))
     assert rep["per_frame"]["cn_breaks"][0] == 2
     assert rep["frames_without_cn_break"] == 0.0
+
+
+def test_chain_without_non_bonded_pairs_has_zero_clash_rate():
+    rep = validity_report(trajectory(helix_trace(2)[None], calpha_topology(2)))
+    assert rep["n_ca_pairs"] == 0
+    assert rep["ca_clash_rate"] == 0.0 and rep["ca_valid_fraction"] == 1.0

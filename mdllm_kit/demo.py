@@ -350,7 +350,7 @@ def _analysis_figures(details: dict[str, Any], n_walkers: int) -> list[Any]:
 def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trained: StageResult,
                    sampled: StageResult, out: Path) -> StageResult:
     """Discovery analysis of the sampled ensemble: crystal states, novelty, validity, ground truth."""
-    from .analysis import analyze
+    from .analysis import CA_BREAK_NM, CA_CLASH_NM, analyze, threshold_key
     from .lm import GeneratedEnsemble
 
     ensemble = GeneratedEnsemble.load(out / "samples")
@@ -366,16 +366,20 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     open_, closed = metrics["references"]["open"], metrics["references"]["closed"]
     val, nov, comp = metrics["validity"], metrics["novelty"], metrics["comparison"]
     reached = open_["reached"]
+    within, reach_A = threshold_key(STATE_REACHED_NM), f"{STATE_REACHED_NM * NM_TO_A:g} A"
+    rmsf_r = comp["rmsf"]["pearson_r"]  # None when an RMSF profile is constant
     verdict = (
         f"Open state {'REACHED' if reached else 'NOT reached'}: the closest generated frame is "
-        f"{open_['min_rmsd_A']:.2f} A (Calpha RMSD) from the open crystal (threshold 3 A); "
-        f"{100 * open_['fraction_within']['3.0']:.1f}% of the {metrics['n_frames']} generated frames are within 3 A"
+        f"{open_['min_rmsd_A']:.2f} A (Calpha RMSD) from the open crystal (threshold {reach_A}); "
+        f"{100 * open_['fraction_within'][within]:.1f}% of the {metrics['n_frames']} generated frames are within "
+        f"{reach_A}"
         + (f" (first at generated step {open_['first_step_within']})" if reached else "")
         + f". Closest to the closed crystal: {closed['min_rmsd_A']:.2f} A."
     )
     physical = (
         f"Physical validity: {100 * val['ca_valid_fraction']:.1f}% of generated frames have no Calpha bond break "
-        f"(> 4.2 A) and no Calpha clash (< 3.0 A), against {100 * val['training']['ca_valid_fraction']:.1f}% of "
+        f"(> {CA_BREAK_NM * NM_TO_A:.1f} A) and no Calpha clash (< {CA_CLASH_NM * NM_TO_A:.1f} A), against "
+        f"{100 * val['training']['ca_valid_fraction']:.1f}% of "
         f"training frames. {100 * (1 - val['frames_without_ca_break']):.1f}% of generated frames have a broken "
         f"Calpha-Calpha bond and {100 * (1 - val['frames_without_ca_clash']):.1f}% at least one Calpha clash "
         f"({100 * val['ca_clash_rate']:.2f}% of non-bonded pairs); criteria of ProteinBench/ConfDiff."
@@ -391,7 +395,8 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
         "Against the ground-truth equilibrium run: state populations (generated / truth) "
         + ", ".join(f"{s} {g:.2f} / {r:.2f}" for s, g, r in zip(pops["states"], pops["generated"], pops["reference"]))
         + f"; Jensen-Shannon distance of the PCA histograms {comp['js_distance']['PC1-PC2']:.2f} (0 = same, "
-        f"1 = disjoint); RMSF correlation {comp['rmsf']['pearson_r']:.2f}. The walkers are short "
+        f"1 = disjoint); RMSF correlation {'undefined' if rmsf_r is None else f'{rmsf_r:.2f}'}. "
+        "The walkers are short "
         f"({ensemble.n_frames} frames), so their Markov model "
         + ("could not be estimated (" + comp["msm"]["generated"]["error"] + ")"
            if "error" in comp["msm"]["generated"] else
@@ -402,9 +407,9 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     table = {
         "min RMSD to open (A)": open_["min_rmsd_A"],
         "min RMSD to closed (A)": closed["min_rmsd_A"],
-        "open reached (< 3 A)": "yes" if reached else "no",
-        "frames within 3 A of open": f"{100 * open_['fraction_within']['3.0']:.1f}%",
-        "open covered (BioEmu 0.1%, 3 A)": "yes" if open_["covered"]["3.0"] else "no",
+        f"open reached (< {reach_A})": "yes" if reached else "no",
+        f"frames within {reach_A} of open": f"{100 * open_['fraction_within'][within]:.1f}%",
+        f"open covered (BioEmu 0.1%, {reach_A})": "yes" if open_["covered"][within] else "no",
         "Calpha-valid frames (generated / training)":
             f"{100 * val['ca_valid_fraction']:.1f}% / {100 * val['training']['ca_valid_fraction']:.1f}%",
         "frames outside the training ensemble": f"{100 * nov['novel_fraction']:.1f}%",

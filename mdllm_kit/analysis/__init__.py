@@ -15,7 +15,7 @@ dictionary and its documented layout), :mod:`.units` (:data:`NM_TO_A`).
 from __future__ import annotations
 
 from .comparison import compare_ensembles, js_distances, msm_comparison, rmsf_correlation, state_populations
-from .coverage import COVERAGE_THRESHOLDS_NM, COVERED_MIN_FRACTION, STATE_REACHED_NM, reference_coverage
+from .coverage import COVERAGE_THRESHOLDS_NM, COVERED_MIN_FRACTION, STATE_REACHED_NM, reference_coverage, threshold_key
 from .metrics import analyze, summary_lines
 from .novelty import nearest_training_rmsd, novel_fraction, training_novelty_cutoff
 from .projection import FittedProjection, distance_pairs, fit_pca, fit_tica
@@ -48,6 +48,7 @@ __all__ = [
     "rmsf_correlation",
     "state_populations",
     "summary_lines",
+    "threshold_key",
     "training_novelty_cutoff",
     "validity_report",
 ]

@@ -48,8 +48,8 @@ DEFAULT_WALKERS = 4
 FOLLOWED_WALKER = 0
 #: Size of the state map (width) and of the square 3D view, pixels: side by side in a ~1000 px notebook,
 #: wrapped below each other in a narrower one.
-MAP_WIDTH_PX = 560
-VIEW_SIZE_PX = 420
+MAP_WIDTH_PX = 500
+VIEW_SIZE_PX = 380
 #: Seconds :meth:`SamplingExplorer.close` waits for the sampling thread (it ends after the frame being
 #: generated: well under a second for AdK on a CPU); a thread still running then is left to end by itself.
 CLOSE_TIMEOUT_S = 30.0
@@ -173,7 +173,7 @@ class SamplingExplorer:
         self.stop_button.on_click(self._on_stop)
 
         fig = state_map(train_xy, None, ref_xy, labels=labels, unit=None,  # already in display units
-                        title="State map: generated frames as they arrive (click one to show it)")
+                        title="Generated frames as they arrive (click one)")
         if self.unit == "nm":
             fig.update_layout(xaxis_title=f"{labels[0]} (A)", yaxis_title=f"{labels[1]} (A)")
         fig.add_trace(selected_trace())

@@ -326,7 +326,7 @@ def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
                "physical bonds": f"{100 * metrics['bonds_physical_fraction']:.1f}%"},
         figures=[rmsd_timeline(rmsd, title="Generated frames (all walkers, frame-major): RMSD to the crystal states")],
     )
-    return StageResult("sampling", metrics, section)
+    return StageResult("sampling", metrics, section, extras={"ensemble": ensemble})
 
 
 def _analysis_figures(details: dict[str, Any], n_walkers: int) -> list[Any]:
@@ -348,12 +348,11 @@ def _analysis_figures(details: dict[str, Any], n_walkers: int) -> list[Any]:
 
 
 def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trained: StageResult,
-                   sampled: StageResult, out: Path) -> StageResult:
+                   sampled: StageResult) -> StageResult:
     """Discovery analysis of the sampled ensemble: crystal states, novelty, validity, ground truth."""
     from .analysis import CA_BREAK_NM, CA_CLASH_NM, analyze, threshold_key
-    from .lm import GeneratedEnsemble
 
-    ensemble = GeneratedEnsemble.load(out / "samples")
+    ensemble = sampled.extras["ensemble"]  # as streamed to out/samples by the sampling stage
     runs, refs = data.extras["runs"], data.extras["references"]
     train, truth = runs["closed_train"], runs["equilibrium"]
     details: dict[str, Any] = {}
@@ -453,7 +452,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     stages: list[Callable[..., StageResult]] = [data_stage, tokenizer_stage, training_stage, sampling_stage,
                                                 analysis_stage]
-    writes_files = {training_stage, sampling_stage, analysis_stage}
+    writes_files = {training_stage, sampling_stage}
     results: list[StageResult] = []
     for stage in stages:
         report(f"stage {len(results) + 1}/{len(stages)}: {stage.__name__.removesuffix('_stage')}")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import datasets
-from .analysis import rmsd_to_references
+from .analysis import NM_TO_A, STATE_REACHED_NM, rmsd_to_references  # STATE_REACHED_NM: the paper's < 3 A
 from .atomic import atomic_write_json
 from .report import ReportSection, write_report
 from .viz import rmsd_pair_map, rmsd_timeline
@@ -27,8 +27,6 @@ from .viz import rmsd_pair_map, rmsd_timeline
 __all__ = ["PIPELINE_STAGES", "DemoConfig", "StageResult", "analysis_stage", "run_demo"]
 
 logger = logging.getLogger(__name__)
-
-NM_TO_A = 10.0
 
 #: Every stage of the pipeline, in order; stages this version lacks are listed
 #: in the report as not yet available, never faked.
@@ -40,11 +38,6 @@ OPEN_BASIN_CUTOFF_NM = 0.25
 
 #: Validation metrics of the trainer shown in the report.
 EVAL_METRICS: tuple[str, ...] = ("eval_loss", "eval_next_frame_token_accuracy", "eval_next_frame_rmsd_A")
-
-#: A generated frame within this Calpha RMSD (nm) of a crystal structure
-#: reaches that state (the paper's criterion: < 3 A).
-STATE_REACHED_NM = 0.3
-
 
 @dataclass(frozen=True)
 class DemoConfig:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..analysis.units import NM_TO_A  # nm (inside the toolkit) to Angstrom (shown to people)
 from ..errors import VisualizationError
 
 __all__ = ["NM_TO_A", "as_xy", "as_per_point"]
 
-NM_TO_A = 10.0  # nm (inside the toolkit) to Angstrom (shown to people)
 
 
 def as_xy(values: object, what: str) -> np.ndarray:

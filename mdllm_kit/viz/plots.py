@@ -6,9 +6,9 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["rmsd_pair_map", "rmsd_timeline"]
+from ..analysis.units import NM_TO_A
 
-NM_TO_A = 10.0
+__all__ = ["rmsd_pair_map", "rmsd_timeline"]
 
 
 def rmsd_timeline(

@@ -15,9 +15,32 @@ import torch
 from ..analysis.rmsd import rmsd_per_frame
 from ..errors import ModelError
 
-__all__ = ["next_frame_quality", "predict_next_frames"]
+__all__ = ["constrained_frame_argmax", "next_frame_quality", "predict_next_frames"]
 
 logger = logging.getLogger(__name__)
+
+
+def constrained_frame_argmax(logits: torch.Tensor, codec: Any, first: int, mask: torch.Tensor) -> torch.Tensor:
+    """Arg-max structure token of each position of the frame starting at sequence position ``first``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (B, T, lm_vocab)
+        Teacher-forced logits of whole windows (position ``q`` predicts ``q + 1``).
+    codec : FrameCodec
+    first : int
+        Sequence position of the frame's first token.
+    mask : torch.Tensor of bool, shape (L, n_structure_tokens)
+        ``codec.position_mask()``: the valid ids of each position.
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (B, L)
+        Structure tokens, each within its position's valid range.
+    """
+    lo = codec.structure_offset
+    sl = logits[:, first - 1: first - 1 + codec.tokens_per_frame, lo: lo + codec.n_structure_tokens]
+    return sl.float().masked_fill(~mask.to(sl.device), float("-inf")).argmax(-1)
 
 
 @torch.inference_mode()
@@ -42,17 +65,14 @@ def predict_next_frames(bundle: Any, windows: np.ndarray, batch_size: int = 8) -
     windows = np.asarray(windows, dtype=np.int64)
     if windows.ndim != 3 or windows.shape[1] < 2:
         raise ModelError(f"windows must have shape (n, C + 1, L) with C >= 1, got {windows.shape}")
-    L = codec.tokens_per_frame
     first = codec.sequence_length(windows.shape[1]) - codec.frame_length  # first token of the last frame
-    lo, hi = codec.structure_offset, codec.structure_offset + codec.n_structure_tokens
     mask = torch.from_numpy(codec.position_mask()).to(bundle.device)
     out = []
     for start in range(0, len(windows), batch_size):
         chunk = windows[start: start + batch_size]
         ids = np.stack([codec.encode_frames(w) for w in chunk])
         logits = model(input_ids=torch.from_numpy(ids).to(bundle.device)).logits
-        sl = logits[:, first - 1: first - 1 + L, lo:hi].float().masked_fill(~mask, float("-inf"))
-        out.append(sl.argmax(-1).cpu().numpy())
+        out.append(constrained_frame_argmax(logits, codec, first, mask).cpu().numpy())
     return np.concatenate(out)
 
 

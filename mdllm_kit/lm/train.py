@@ -23,6 +23,7 @@ from .bundle import ModelBundle
 from .codec import FrameCodec
 from .config import ModelSettings, TrainSettings
 from .data import make_datasets
+from .evaluate import constrained_frame_argmax
 from .model import count_parameters, prepare_model
 
 __all__ = ["encode_trajectories", "train"]
@@ -108,11 +109,7 @@ class _MetricFns:
     def preprocess(self, logits: Any, labels: torch.Tensor) -> torch.Tensor:
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
-        c = self.codec
-        sl = logits[:, self.first - 1: self.first - 1 + c.tokens_per_frame,
-                    c.structure_offset: c.structure_offset + c.n_structure_tokens]
-        sl = sl.float().masked_fill(~self.mask.to(sl.device), float("-inf"))
-        return sl.argmax(-1)
+        return constrained_frame_argmax(logits, self.codec, self.first, self.mask)
 
     def compute(self, prediction: Any) -> dict[str, float]:
         preds = np.asarray(prediction.predictions)

@@ -28,7 +28,7 @@ import mdtraj as md
 import numpy as np
 
 from ..errors import MdllmError
-from .projection import FittedProjection, _superposed
+from .projection import FittedProjection, _superposed, mean_structure
 from .rmsd import matched_atom_indices
 from .units import NM_TO_A
 
@@ -142,7 +142,7 @@ def rmsf_correlation(
     """Pearson correlation of per-atom RMSF between two ensembles.
 
     Both ensembles are superposed on the reference ensemble's mean structure
-    (found as in :func:`fit_pca`), then ``md.rmsf`` is taken around each
+    (:func:`~mdllm_kit.analysis.projection.mean_structure`, as for :func:`fit_pca`), then ``md.rmsf`` is taken around each
     ensemble's own mean.
 
     Parameters
@@ -161,12 +161,10 @@ def rmsf_correlation(
     """
     from scipy.stats import pearsonr
 
-    from .projection import fit_pca
-
     idx_g, idx_r = matched_atom_indices(generated.topology, reference.topology, atom_names)
     ref = md.Trajectory(reference.xyz[:, idx_r], reference.topology.subset(idx_r))
     gen = md.Trajectory(generated.xyz[:, idx_g], ref.topology)
-    mean = fit_pca(ref, n_components=1, atom_names=tuple({a.name for a in ref.topology.atoms})).reference_xyz
+    mean = mean_structure(ref.xyz, ref.topology)
     common = md.Trajectory(mean[None], ref.topology)
     rmsf = {}
     for name, traj in (("generated", gen), ("reference", ref)):

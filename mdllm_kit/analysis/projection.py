@@ -212,6 +212,28 @@ def _superposed(xyz: np.ndarray, reference: np.ndarray, topology: md.Topology) -
     return moving.xyz
 
 
+def mean_structure(xyz: np.ndarray, topology: md.Topology) -> np.ndarray:
+    """Mean structure of superposed frames, found iteratively (:data:`PCA_ALIGN_ITERATIONS` rounds).
+
+    Parameters
+    ----------
+    xyz : numpy.ndarray, shape (n_frames, n_atoms, 3)
+        Coordinates, nm.
+    topology : mdtraj.Topology
+        Topology of those ``n_atoms`` atoms.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_atoms, 3)
+        Starting from the first frame, each round superposes every frame on
+        the current estimate and takes the mean, nm.
+    """
+    reference = xyz[0]
+    for _ in range(PCA_ALIGN_ITERATIONS):
+        reference = _superposed(xyz, reference, topology).mean(0)
+    return reference
+
+
 def _training_coordinates(
     trajectories: md.Trajectory | Sequence[md.Trajectory], atom_names: Sequence[str]
 ) -> tuple[list[np.ndarray], md.Topology]:
@@ -259,9 +281,7 @@ def fit_pca(
             f"cannot keep {n_components} principal components of {len(xyz)} frames x {n_features} "
             f"coordinates; choose 1 <= n_components <= {min(len(xyz), n_features)}"
         )
-    reference = xyz[0]
-    for _ in range(PCA_ALIGN_ITERATIONS):
-        reference = _superposed(xyz, reference, topology).mean(0)
+    reference = mean_structure(xyz, topology)
     aligned = _superposed(xyz, reference, topology).reshape(len(xyz), -1)
     pca = PCA(n_components=n_components, random_state=random_state).fit(aligned)
     logger.debug("PCA on %d frames x %d coordinates: explained variance %s", len(xyz), n_features,

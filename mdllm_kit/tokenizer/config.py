@@ -49,46 +49,27 @@ class TokenizerConfig:
         the largest anchor distance seen in fitting plus 1 nm, so that
         unseen, more open states stay in range.
     refine_iterations : int
-        Gauss-Newton iterations of the decoder that pull the chain built from
-        the local tokens onto the anchor distances.
-    repair_tolerance_nm : float or None
-        Disagreement (nm) between the chain and an anchor one landmark long
-        (``sqrt(offset)`` times more for longer ones) above which the anchor
-        counts as violated; the decoder then looks for one wrong angle or
-        dihedral token in the landmark segment and replaces its value, or
-        realigns the segment (``None``: neither).
-        Raised to ``3 * sigma_bond * sqrt(anchor_stride)`` when the fitted
-        bond lengths spread more (bond lengths are not encoded).
-    repair_grid : int
-        Candidate values tried per suspect angle (dihedrals: twice as many).
-    robust_scale_nm : float or None
-        Anchor residual (nm) beyond which an anchor is down-weighted in
-        refinement (``None``: plain least squares).
-    local_span : int
-        Largest landmark offset of the anchors that the hinge repair and the
-        corruption test compare with the chain (4 or more also tells a
-        landmark from its mirror image).
-    realign_fraction : float or None
-        A landmark segment counts as corrupt (several wrong local tokens, or
-        one the repair could not place) when more than this share of the
-        anchors within ``local_span`` that straddle it disagree with the
-        chain by more than the repair tolerance; the chain after it is then
-        re-placed as a rigid body from the anchors and the segment's angles
-        and dihedrals are freed (``None``: never; needs
-        ``repair_tolerance_nm``).
-    realign_span : int
-        Largest landmark offset of the anchors used to re-place the chain.
-    realign_starts : int
-        Starting rotations of the robust rigid fit (evenly spread, fixed).
-    realign_iterations : int
-        Gauss-Newton steps of the rigid fit from each start.
-    realign_scale_nm : float
-        Cauchy scale (nm) of the anchor residuals in the rigid fit.
-    loose_sigma_rad : float
-        Allowed deviation (rad) of the angles and dihedrals of a corrupt
-        segment from their realigned values in refinement.
-    realign_refine_iterations : int
-        Extra Gauss-Newton iterations for frames with a corrupt segment.
+        Gauss-Newton iterations of the decoder's last stage, which ties every
+        internal coordinate to its token (robustly) while keeping the anchor
+        distances of the landmark skeleton (0: the filled skeleton as it is).
+    skeleton_iterations : int
+        Gauss-Newton iterations of each fit of the landmark skeleton to the
+        anchor tokens.
+    robust_scale_nm : float
+        Anchor residual (nm) beyond which an anchor token is down-weighted in
+        the skeleton fit (Cauchy weights), so one wrong anchor cannot bend it.
+    prior_scale : float
+        Deviation of a decoded angle or dihedral from its token, in
+        quantisation errors, beyond which the token is down-weighted (Cauchy
+        weights): a token far from what the others agree on is outvoted.
+    clash_floor_nm : float or None
+        Smallest distance (nm) the decoder allows between Calpha atoms at
+        least two residues apart. ``None``: measured in fitting, the 1st
+        percentile of the fitting frames' smallest such distance, and at
+        least the clash threshold of :func:`mdllm_kit.validity_report` plus
+        0.01 nm.
+    clash_iterations : int
+        Largest number of passes of the clash removal (bounds its time).
     batch_size : int
         Frames encoded or decoded at once.
     device : str
@@ -103,18 +84,12 @@ class TokenizerConfig:
     anchor_stride: int = 8
     anchor_offsets: tuple[int, ...] = (1, 2, 3, 4, 8, 16, 32)
     max_distance_nm: float | None = None
-    refine_iterations: int = 2
-    repair_tolerance_nm: float | None = 0.05
-    repair_grid: int = 64
-    robust_scale_nm: float | None = 0.1
-    local_span: int = 4
-    realign_fraction: float | None = 0.4
-    realign_span: int = 8
-    realign_starts: int = 64
-    realign_iterations: int = 8
-    realign_scale_nm: float = 0.05
-    loose_sigma_rad: float = 0.3
-    realign_refine_iterations: int = 4
+    refine_iterations: int = 6
+    skeleton_iterations: int = 15
+    robust_scale_nm: float = 0.05
+    prior_scale: float = 2.0
+    clash_floor_nm: float | None = None
+    clash_iterations: int = 100
     batch_size: int = 256
     device: str = "auto"
 
@@ -138,24 +113,18 @@ class TokenizerConfig:
             raise TokenizerError(f"max_distance_nm must be None or > 0.5 nm, got {self.max_distance_nm!r}")
         if not isinstance(self.refine_iterations, int) or not 0 <= self.refine_iterations <= 50:
             raise TokenizerError(f"refine_iterations must be an integer in [0, 50], got {self.refine_iterations!r}")
-        for name in ("repair_tolerance_nm", "robust_scale_nm"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and v > 0):
-                raise TokenizerError(f"{name} must be None or a positive number of nm, got {v!r}")
-        if not isinstance(self.repair_grid, int) or not 4 <= self.repair_grid <= 4096:
-            raise TokenizerError(f"repair_grid must be an integer in [4, 4096], got {self.repair_grid!r}")
-        for name, lo, hi in (("local_span", 1, 64), ("realign_span", 1, 1024), ("realign_starts", 1, 4096),
-                             ("realign_iterations", 0, 100), ("realign_refine_iterations", 0, 50)):
+        for name, lo, hi in (("skeleton_iterations", 0, 100), ("clash_iterations", 0, 10000)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise TokenizerError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
-        if self.realign_fraction is not None and not (isinstance(self.realign_fraction, (int, float))
-                                                      and 0.0 <= self.realign_fraction < 1.0):
-            raise TokenizerError(f"realign_fraction must be None or in [0, 1), got {self.realign_fraction!r}")
-        for name in ("realign_scale_nm", "loose_sigma_rad"):
+        for name in ("robust_scale_nm", "prior_scale"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
                 raise TokenizerError(f"{name} must be a positive number, got {v!r}")
+        if self.clash_floor_nm is not None and (isinstance(self.clash_floor_nm, bool)
+                                                or not isinstance(self.clash_floor_nm, (int, float))
+                                                or not 0.0 <= self.clash_floor_nm <= 0.5):
+            raise TokenizerError(f"clash_floor_nm must be None or a distance in [0, 0.5] nm, got {self.clash_floor_nm!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise TokenizerError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.device, str) or not self.device:

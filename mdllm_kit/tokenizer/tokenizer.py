@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_path, atomic_write_json
 from ..errors import TokenizerError
 from .config import TokenizerConfig
-from .decode import place_backbone, refine_chain, rotation_grid
+from .clashes import min_angle_for_floor, min_nonbonded_distance
+from .decode import DecodeSettings, decode_chain, place_backbone
 from .geometry import internal_coordinates, pair_distances, plane_angles
 from .quantize import UniformBins
 
@@ -31,7 +32,7 @@ __all__ = ["StructureTokenizer", "anchor_pairs"]
 logger = logging.getLogger(__name__)
 
 FORMAT = "mdllm-structure-tokenizer"
-FORMAT_VERSION = 2  # 2: segment realignment in the decoder (same tokens, different coordinates)
+FORMAT_VERSION = 3  # 2: segment realignment in the decoder; 3: skeleton-first decoder, fitted clash floor
 CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_FILE = "tokenizer.safetensors"
 _BACKBONE = ("N", "CA", "C", "O")
@@ -88,12 +89,12 @@ class StructureTokenizer:
         range; ``valid_token_ranges()`` gives ``[lo, hi)`` per position.
 
     Decoder
-        Chain building from the local tokens, repair of single wrong joint
-        tokens and rigid realignment around corrupt landmark segments from
-        the anchors (so a wrong token stays a local error), then a fixed
-        number of Gauss-Newton steps on the internal coordinates that fit
-        the anchor distances
-        (:func:`~mdllm_kit.tokenizer.decode.refine_chain`). No structure is
+        The global shape from the anchor tokens alone (a landmark skeleton,
+        robust to wrong anchors), the chain of the local tokens placed onto
+        it, a robust Gauss-Newton refinement that ties every angle and
+        dihedral to its token while keeping the skeleton, and clash removal
+        down to a floor measured on the fitting frames
+        (:func:`~mdllm_kit.tokenizer.decode.decode_chain`). No structure is
         stored, nothing is random.
 
     Parameters
@@ -333,7 +334,7 @@ class StructureTokenizer:
                 mode = "ca"
         n_res: int | None = None
         names: list[str] | None = None
-        bonds, distances, templates = [], [], []
+        bonds, distances, templates, closest = [], [], [], []
         for k, t in enumerate(trajs):
             xyz, nm = self._select(t, mode, n_res)
             if names is None:
@@ -346,6 +347,7 @@ class StructureTokenizer:
             b, _, _ = internal_coordinates(ca)
             bonds.append(b)
             distances.append(pair_distances(ca, pairs).max().item())
+            closest.append(min_nonbonded_distance(ca))
             if mode == "backbone":
                 templates.append(_backbone_template(x))
             _report(progress, k + 1, len(trajs), 1)
@@ -360,6 +362,7 @@ class StructureTokenizer:
             "residue_names": names,
             "max_distance_nm": float(max_d),
             "n_fit_frames": int(b.shape[0]),
+            "clash_floor_nm": self._clash_floor(torch.cat(closest)),
         }
         self._tensors = {
             "anchor_pairs": pairs,
@@ -456,30 +459,24 @@ class StructureTokenizer:
         return arr
 
     # ------------------------------------------------------------- decoding
-    def _robust_settings(self, dev: torch.device) -> tuple[dict | None, dict | None]:
-        """Keyword arguments of the hinge repair and of the segment realignment (``None``: off)."""
+    def _clash_floor(self, closest: torch.Tensor) -> float:
+        """Decoder clash floor (nm) from the fitting frames' smallest non-bonded Calpha distances."""
+        from ..analysis.validity import CA_CLASH_NM
+
+        if self.config.clash_floor_nm is not None:
+            return float(self.config.clash_floor_nm)
+        return max(CA_CLASH_NM + 0.01, float(torch.quantile(closest, 0.01)))
+
+    def _decode_settings(self) -> DecodeSettings:
         c = self.config
-        if c.repair_tolerance_nm is None:
-            return None, None
-        # chain drift from bond lengths (not encoded) grows with their spread
-        tolerance = max(c.repair_tolerance_nm, 3.0 * float(self._tensors["bond_sigma"][0]) * math.sqrt(c.anchor_stride))
-        a_lo, a_hi = (math.radians(v) for v in c.angle_range_deg)
-        g = c.repair_grid
-        repair = {
-            "angle_grid": torch.linspace(a_lo, a_hi, g, dtype=torch.float64, device=dev),
-            "dihedral_grid": -math.pi + (torch.arange(2 * g, dtype=torch.float64, device=dev) + 0.5) * (math.pi / g),
-            "tolerance": tolerance,
-            "max_span": c.local_span,
-        }
-        realign = None
-        if c.realign_fraction is not None:
-            realign = {
-                "tolerance": tolerance, "detect_span": c.local_span, "fraction": c.realign_fraction,
-                "rotations": rotation_grid(c.realign_starts, torch.float64, dev), "iterations": c.realign_iterations,
-                "scale": c.realign_scale_nm, "fit_span": c.realign_span, "loose_sigma": c.loose_sigma_rad,
-                "extra_iterations": c.realign_refine_iterations,
-            }
-        return repair, realign
+        floor = float(self._need_fit()["clash_floor_nm"])
+        bond = float(self._tensors["bond_mean"].min())
+        a_lo = math.radians(c.angle_range_deg[0])
+        return DecodeSettings(
+            refine_iterations=c.refine_iterations, skeleton_iterations=c.skeleton_iterations,
+            robust_scale_nm=c.robust_scale_nm, prior_scale=c.prior_scale, clash_floor_nm=floor,
+            clash_iterations=c.clash_iterations, min_angle=max(a_lo, min_angle_for_floor(floor, bond)),
+        )
 
     def decode(self, tokens: np.ndarray | torch.Tensor, progress: Progress | None = None) -> md.Trajectory:
         """Coordinates of token frames; the same tokens always give the same coordinates.
@@ -509,7 +506,7 @@ class StructureTokenizer:
             torch.full((n - 2,), q["angle"].rms_error, dtype=torch.float64),
             torch.full((n - 3,), q["dihedral"].rms_error, dtype=torch.float64),
         )).to(dev)
-        repair, realign = self._robust_settings(dev)
+        settings = self._decode_settings()
         n_atoms = 4 if self.mode == "backbone" else 1
         out = np.empty((arr.shape[0], n * n_atoms, 3), dtype=np.float32)
         bs = self.config.batch_size
@@ -526,10 +523,7 @@ class StructureTokenizer:
             dih = q["dihedral"].decode(t[:, lay["dihedral"]] - rng["dihedral"][0])
             dst = q["distance"].decode(t[:, lay["distance"]] - rng["distance"][0])
             q0 = torch.cat((bond.expand(f, -1), ang, dih), dim=1)
-            ca = refine_chain(
-                q0, sigma, pairs, dst, q["distance"].rms_error, self.config.refine_iterations,
-                repair=repair, robust_scale=self.config.robust_scale_nm, realign=realign,
-            )
+            ca = decode_chain(q0, sigma, pairs, dst, q["distance"].rms_error, settings)
             if self.mode == "backbone":
                 bb = place_backbone(ca, q["plane"].decode(planes), self._tensors["backbone_template"].to(dev))
                 xyz = bb.reshape(f, n * 4, 3)

@@ -11,6 +11,7 @@ CLASH_MARGIN_NM = 0.005
 """Distance (nm) beyond the floor to which clashing pairs are pushed, so that a pass ends clear of it."""
 
 
+
 def min_nonbonded_distance(xyz: torch.Tensor) -> torch.Tensor:
     """Smallest Calpha distance between residues at least two apart, per frame.
 
@@ -42,7 +43,9 @@ def remove_clashes(x: torch.Tensor, floor: float, n_iter: int) -> torch.Tensor:
     ``floor + CLASH_MARGIN_NM``, then one sweep restores the bond lengths
     and the ``i, i + 2`` distances (so the bond angles) they had on entry
     (those below the floor are raised to it). Only frames that still clash
-    are touched; at most ``n_iter`` passes, so the time is bounded.
+    are touched; at most ``n_iter`` passes, so the time is bounded. Frames
+    still clashing then (a locally tangled chain the angles lock in) get up
+    to ``n_iter`` more passes that restore only the bond lengths.
 
     Parameters
     ----------
@@ -58,10 +61,15 @@ def remove_clashes(x: torch.Tensor, floor: float, n_iter: int) -> torch.Tensor:
     torch.Tensor, shape (f, n, 3)
         Frames without a clash are returned unchanged.
     """
-    f, n, _ = x.shape
-    if n < 3 or n_iter <= 0:
+    if x.shape[1] < 3 or n_iter <= 0:
         return x
-    ii, jj = torch.triu_indices(n, n, offset=2, device=x.device)
+    return _project(_project(x, floor, n_iter, True), floor, n_iter, False)
+
+
+def _project(x: torch.Tensor, floor: float, n_iter: int, keep_angles: bool) -> torch.Tensor:
+    """Passes of :func:`remove_clashes`, restoring bonds and (``keep_angles``) the ``i, i + 2`` distances."""
+    f, n, _ = x.shape
+    upper = torch.ones((n, n), dtype=torch.bool, device=x.device).triu(2)  # pairs |i - j| >= 2
     a1 = torch.arange(n - 1, device=x.device)
     a2 = torch.arange(n - 2, device=x.device)
     rest1 = torch.linalg.vector_norm(x[:, a1 + 1] - x[:, a1], dim=-1)
@@ -70,25 +78,27 @@ def remove_clashes(x: torch.Tensor, floor: float, n_iter: int) -> torch.Tensor:
     todo = torch.arange(f, device=x.device)
     for _ in range(n_iter):
         xs = x[todo]
-        d = torch.linalg.vector_norm(xs[:, jj] - xs[:, ii], dim=-1)
-        clash = d < floor
-        still = clash.any(1)
+        d = torch.cdist(xs, xs, compute_mode="donot_use_mm_for_euclid_dist")
+        clash = (d < floor) & upper
+        still = clash.flatten(1).any(1)
         if not bool(still.any()):
             break
         todo, xs, d, clash = todo[still], xs[still], d[still], clash[still]
-        u = (xs[:, jj] - xs[:, ii]) / d.clamp_min(1e-6)[..., None]
-        push = ((floor + CLASH_MARGIN_NM - d) * 0.5 * clash)[..., None] * u
+        fr, a, c = torch.nonzero(clash, as_tuple=True)  # frame-major: each frame sums in its own order
+        dc = torch.linalg.vector_norm(xs[fr, c] - xs[fr, a], dim=-1)
+        u = (xs[fr, c] - xs[fr, a]) / dc.clamp_min(1e-6)[:, None]
+        push = ((floor + CLASH_MARGIN_NM - dc) * 0.5)[:, None] * u
         disp = torch.zeros_like(xs)
         count = torch.zeros(xs.shape[:2], dtype=xs.dtype, device=xs.device)
-        disp.index_add_(1, jj, push)
-        disp.index_add_(1, ii, -push)
-        cm = clash.to(xs.dtype)
-        count.index_add_(1, jj, cm)
-        count.index_add_(1, ii, cm)
+        disp.index_put_((fr, c), push, accumulate=True)
+        disp.index_put_((fr, a), -push, accumulate=True)
+        one = torch.ones_like(dc)
+        count.index_put_((fr, c), one, accumulate=True)
+        count.index_put_((fr, a), one, accumulate=True)
         xs = xs + disp / count.clamp_min(1.0)[..., None]
         disp = torch.zeros_like(xs)
         count = torch.zeros(xs.shape[:2], dtype=xs.dtype, device=xs.device)
-        for a, off, rest in ((a1, 1, rest1[todo]), (a2, 2, rest2[todo])):
+        for a, off, rest in ((a1, 1, rest1[todo]), (a2, 2, rest2[todo]))[: 2 if keep_angles else 1]:
             dv = xs[:, a + off] - xs[:, a]
             dl = torch.linalg.vector_norm(dv, dim=-1).clamp_min(1e-6)
             corr = ((dl - rest) / dl * 0.5)[..., None] * dv

@@ -68,7 +68,8 @@ class DecodeSettings:
     clash_iterations : int
         Largest number of passes of :func:`~.clashes.remove_clashes`.
     min_angle : float
-        Smallest bond angle (rad) refinement may reach.
+        Smallest bond angle (rad) of the token-implied chain (angles that would put atoms ``i`` and
+        ``i + 2`` closer than the floor are raised to it); the clash removal enforces it on the result.
     """
 
     refine_iterations: int
@@ -135,7 +136,6 @@ def refine(
     sigma_distance: float,
     n_iter: int,
     prior_scale: float,
-    min_angle: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Damped Gauss-Newton on internal coordinates (the refinement of the module docstring).
 
@@ -166,8 +166,6 @@ def refine(
     n_iter : int
     prior_scale : float
         Cauchy scale of the token prior, in units of ``sigma``.
-    min_angle : float
-        Lower bound of the bond angles (rad).
 
     Returns
     -------
@@ -214,7 +212,7 @@ def refine(
         best_x, best_q, best_c = x, q, current
         for alpha in LINE_SEARCH:
             q_new = q + alpha * step
-            q_new[:, n - 1 : 2 * n - 3] = q_new[:, n - 1 : 2 * n - 3].clamp(min_angle, math.pi - 1e-3)
+            q_new[:, n - 1 : 2 * n - 3] = q_new[:, n - 1 : 2 * n - 3].clamp(1e-3, math.pi - 1e-3)
             x_new = build_chain(*split_params(q_new, n))
             c_new = cost(x_new, q_new)
             better = c_new < best_c
@@ -268,11 +266,9 @@ def decode_chain(
                                      settings.robust_scale_nm)
         filled = fill_chain(chain, skeleton, lm)
         q = torch.cat(internal_coordinates(filled), dim=1)
-        q[:, n - 1 : 2 * n - 3] = q[:, n - 1 : 2 * n - 3].clamp(settings.min_angle, math.pi - 1e-3)
-        x = build_chain(*split_params(q, n))
+        x = build_chain(*split_params(q, n))  # the filled chain itself (a rigid motion of it)
         target = pair_distances(skeleton, lm_pairs)
-    x, q = refine(x, q, q0, sigma, pairs, target, sigma_distance, settings.refine_iterations,
-                  settings.prior_scale, settings.min_angle)
+    x, q = refine(x, q, q0, sigma, pairs, target, sigma_distance, settings.refine_iterations, settings.prior_scale)
     x = remove_clashes(x, settings.clash_floor_nm, settings.clash_iterations)
     return x - x.mean(dim=1, keepdim=True)
 

@@ -9,6 +9,10 @@ __all__ = ["min_angle_for_floor", "min_nonbonded_distance", "remove_clashes"]
 
 CLASH_MARGIN_NM = 0.005
 """Distance (nm) beyond the floor to which clashing pairs are pushed, so that a pass ends clear of it."""
+BOND_TOLERANCE_NM = 0.03
+BOND_SWEEPS = 3
+"""Bond- (and angle-) restoring sweeps after each push."""
+"""Bond-length change (nm) the clash removal may leave; beyond it bonds are restored at the end."""
 
 
 
@@ -45,7 +49,9 @@ def remove_clashes(x: torch.Tensor, floor: float, n_iter: int) -> torch.Tensor:
     (those below the floor are raised to it). Only frames that still clash
     are touched; at most ``n_iter`` passes, so the time is bounded. Frames
     still clashing then (a locally tangled chain the angles lock in) get up
-    to ``n_iter`` more passes that restore only the bond lengths.
+    to ``n_iter`` more passes that restore only the bond lengths. A chain
+    still tangled after that (random tokens) has its bonds restored, so it
+    may keep a clash but never a chain break.
 
     Parameters
     ----------
@@ -63,7 +69,32 @@ def remove_clashes(x: torch.Tensor, floor: float, n_iter: int) -> torch.Tensor:
     """
     if x.shape[1] < 3 or n_iter <= 0:
         return x
-    return _project(_project(x, floor, n_iter, True), floor, n_iter, False)
+    rest = torch.linalg.vector_norm(x[:, 1:] - x[:, :-1], dim=-1)
+    y = _project(_project(x, floor, n_iter, True), floor, n_iter, False)
+    return _restore_bonds(y, rest, n_iter)
+
+
+def _restore_bonds(x: torch.Tensor, rest: torch.Tensor, n_iter: int) -> torch.Tensor:
+    """Jacobi sweeps back to the bond lengths ``rest`` (nm) in frames the projection left off by more than
+    :data:`BOND_TOLERANCE_NM` (a chain too tangled to clear in time keeps its bonds: no break)."""
+    x = x.clone()
+    lo = torch.arange(x.shape[1] - 1, device=x.device)
+    for _ in range(n_iter):
+        dv = x[:, 1:] - x[:, :-1]
+        dl = torch.linalg.vector_norm(dv, dim=-1).clamp_min(1e-6)
+        off = ((dl - rest).abs() > BOND_TOLERANCE_NM).any(1)
+        if not bool(off.any()):
+            break
+        fr = torch.nonzero(off).squeeze(-1)
+        corr = ((dl[fr] - rest[fr]) / dl[fr] * 0.5)[..., None] * dv[fr]
+        disp = torch.zeros_like(x[fr])
+        count = torch.zeros(disp.shape[:2], dtype=x.dtype, device=x.device)
+        disp.index_add_(1, lo, corr)
+        disp.index_add_(1, lo + 1, -corr)
+        count.index_add_(1, lo, torch.ones_like(corr[..., 0]))
+        count.index_add_(1, lo + 1, torch.ones_like(corr[..., 0]))
+        x[fr] = x[fr] + disp / count[..., None]
+    return x
 
 
 def _project(x: torch.Tensor, floor: float, n_iter: int, keep_angles: bool) -> torch.Tensor:
@@ -96,16 +127,18 @@ def _project(x: torch.Tensor, floor: float, n_iter: int, keep_angles: bool) -> t
         count.index_put_((fr, c), one, accumulate=True)
         count.index_put_((fr, a), one, accumulate=True)
         xs = xs + disp / count.clamp_min(1.0)[..., None]
-        disp = torch.zeros_like(xs)
-        count = torch.zeros(xs.shape[:2], dtype=xs.dtype, device=xs.device)
-        for a, off, rest in ((a1, 1, rest1[todo]), (a2, 2, rest2[todo]))[: 2 if keep_angles else 1]:
-            dv = xs[:, a + off] - xs[:, a]
-            dl = torch.linalg.vector_norm(dv, dim=-1).clamp_min(1e-6)
-            corr = ((dl - rest) / dl * 0.5)[..., None] * dv
-            disp.index_add_(1, a, corr)
-            disp.index_add_(1, a + off, -corr)
-            one = torch.ones_like(dl)
-            count.index_add_(1, a, one)
-            count.index_add_(1, a + off, one)
-        x[todo] = xs + disp / count.clamp_min(1.0)[..., None]
+        for _ in range(BOND_SWEEPS):
+            disp = torch.zeros_like(xs)
+            count = torch.zeros(xs.shape[:2], dtype=xs.dtype, device=xs.device)
+            for lo, off, rest in ((a1, 1, rest1[todo]), (a2, 2, rest2[todo]))[: 2 if keep_angles else 1]:
+                dv = xs[:, lo + off] - xs[:, lo]
+                dl = torch.linalg.vector_norm(dv, dim=-1).clamp_min(1e-6)
+                corr = ((dl - rest) / dl * 0.5)[..., None] * dv
+                disp.index_add_(1, lo, corr)
+                disp.index_add_(1, lo + off, -corr)
+                one = torch.ones_like(dl)
+                count.index_add_(1, lo, one)
+                count.index_add_(1, lo + off, one)
+            xs = xs + disp / count.clamp_min(1.0)[..., None]
+        x[todo] = xs
     return x

@@ -65,11 +65,18 @@ class TokenizerConfig:
     clash_floor_nm : float or None
         Smallest distance (nm) the decoder allows between Calpha atoms at
         least two residues apart. ``None``: measured in fitting, the 1st
-        percentile of the fitting frames' smallest such distance, and at
-        least the clash threshold of :func:`mdllm_kit.validity_report` plus
-        0.01 nm.
+        percentile of the fitting frames' smallest such distance, kept between
+        the clash threshold of :func:`mdllm_kit.validity_report` plus 0.01 nm
+        and plus 0.06 nm.
     clash_iterations : int
         Largest number of passes of the clash removal (bounds its time).
+    hinge_tolerance_nm : float
+        RMS misfit (nm) of a window of four landmarks between the chain of the
+        local tokens and the landmark skeleton above which the decoder looks
+        for one wrong angle or dihedral token in it (a hinge) and repairs it
+        in its starting chain.
+    hinge_rounds : int
+        Largest number of such repairs per frame (0: none).
     batch_size : int
         Frames encoded or decoded at once.
     device : str
@@ -84,12 +91,14 @@ class TokenizerConfig:
     anchor_stride: int = 8
     anchor_offsets: tuple[int, ...] = (1, 2, 3, 4, 8, 16, 32)
     max_distance_nm: float | None = None
-    refine_iterations: int = 6
+    refine_iterations: int = 20
     skeleton_iterations: int = 15
     robust_scale_nm: float = 0.05
     prior_scale: float = 2.0
     clash_floor_nm: float | None = None
     clash_iterations: int = 100
+    hinge_tolerance_nm: float = 0.15
+    hinge_rounds: int = 4
     batch_size: int = 256
     device: str = "auto"
 
@@ -113,11 +122,11 @@ class TokenizerConfig:
             raise TokenizerError(f"max_distance_nm must be None or > 0.5 nm, got {self.max_distance_nm!r}")
         if not isinstance(self.refine_iterations, int) or not 0 <= self.refine_iterations <= 50:
             raise TokenizerError(f"refine_iterations must be an integer in [0, 50], got {self.refine_iterations!r}")
-        for name, lo, hi in (("skeleton_iterations", 0, 100), ("clash_iterations", 0, 10000)):
+        for name, lo, hi in (("skeleton_iterations", 0, 100), ("clash_iterations", 0, 10000), ("hinge_rounds", 0, 100)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise TokenizerError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
-        for name in ("robust_scale_nm", "prior_scale"):
+        for name in ("robust_scale_nm", "prior_scale", "hinge_tolerance_nm"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
                 raise TokenizerError(f"{name} must be a positive number, got {v!r}")

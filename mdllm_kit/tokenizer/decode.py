@@ -39,13 +39,22 @@ from dataclasses import dataclass
 import torch
 
 from .clashes import remove_clashes
-from .geometry import anchor_gradients, build_chain, internal_coordinates, joint_twists, pair_distances
+from .geometry import anchor_gradients, build_chain, internal_coordinates, joint_twists, pair_distances, plane_axes
+from .hinges import repair_hinges
 from .skeleton import fill_chain, landmark_skeleton
 
 __all__ = ["DecodeSettings", "decode_chain", "place_backbone", "refine", "split_params"]
 
 LINE_SEARCH = (1.0, 0.5, 0.25)
 """Step fractions tried by :func:`refine`, largest first; a frame keeps the first that lowers its cost."""
+BOND_RESET_NM = 0.015
+"""Largest change of a bond length (nm) from its mean: beyond it a bond of the filled chain is reset to
+the mean, and refinement keeps every bond within it."""
+BOND_SIGMAS = 3.0
+"""Refinement keeps every bond within this many fitted bond-length spreads of its mean (or
+:data:`BOND_RESET_NM`, whichever is more)."""
+CONVERGED = 1e-6
+"""Relative fall of a frame's cost in one :func:`refine` iteration below which the frame is done."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,10 @@ class DecodeSettings:
         Smallest distance (nm) allowed between Calpha atoms at least two residues apart.
     clash_iterations : int
         Largest number of passes of :func:`~.clashes.remove_clashes`.
+    hinge_tolerance_nm : float
+        Window misfit (nm) above which the starting chain is searched for a wrong joint.
+    hinge_rounds : int
+        Largest number of joints repaired per frame in the starting chain.
     min_angle : float
         Smallest bond angle (rad) of the token-implied chain (angles that would put atoms ``i`` and
         ``i + 2`` closer than the floor are raised to it); the clash removal enforces it on the result.
@@ -78,6 +91,8 @@ class DecodeSettings:
     prior_scale: float
     clash_floor_nm: float
     clash_iterations: int
+    hinge_tolerance_nm: float
+    hinge_rounds: int
     min_angle: float
 
 
@@ -167,6 +182,8 @@ def refine(
     prior_scale : float
         Cauchy scale of the token prior, in units of ``sigma``.
 
+    Bond lengths stay within :data:`BOND_SIGMAS` fitted spreads (at least :data:`BOND_RESET_NM`) of their mean.
+
     Returns
     -------
     x : torch.Tensor, shape (f, n, 3)
@@ -178,50 +195,71 @@ def refine(
     onehot = torch.nn.functional.one_hot(seg, len(lm) - 1).to(x.dtype).T  # (m, p)
     stf = st.T.to(x.dtype)  # (k, m)
     m = stf.shape[1]
-    s2 = (sigma**2).expand_as(q0)
-    w_inv = torch.full_like(target, sigma_distance**2)
+    s2 = sigma**2
+    token_mask = torch.arange(3 * n - 6, device=x.device) >= n - 1  # angles and dihedrals
+    bond_room = (BOND_SIGMAS * sigma[: n - 1]).clamp_min(BOND_RESET_NM)
 
-    def deviation(qq: torch.Tensor) -> torch.Tensor:
-        dev = qq - q0
+    def deviation(qq: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        dev = qq - ref
         dev[:, 2 * n - 3 :] = _wrap(dev[:, 2 * n - 3 :])
         return dev
 
-    def cost(xx: torch.Tensor, qq: torch.Tensor) -> torch.Tensor:
-        r = (target - pair_distances(xx, pairs)) / sigma_distance
-        z = deviation(qq) / (prior_scale * sigma)
-        return (r**2).sum(-1) + prior_scale**2 * torch.log1p(z**2).sum(-1)
+    def cost(xx: torch.Tensor, qq: torch.Tensor, ref: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        r = (tgt - pair_distances(xx, pairs)) / sigma_distance
+        z = deviation(qq, ref) / sigma
+        # anchors (the skeleton's, already robust) and bond lengths (not tokens): quadratic; tokens: Cauchy
+        return ((r**2).sum(-1) + (z[:, : n - 1] ** 2).sum(-1)
+                + prior_scale**2 * torch.log1p((z[:, n - 1 :] / prior_scale) ** 2).sum(-1))
 
-    current = cost(x, q)
-    for _ in range(n_iter):
-        tau = joint_twists(x)  # (f, p, 6)
-        g = anchor_gradients(x, pairs)  # (f, k, 6)
-        resid = target - pair_distances(x, pairs)
-        dev = deviation(q)
-        inv_lam = s2 * (1.0 + (dev / (prior_scale * sigma)) ** 2)
+    def step(xx: torch.Tensor, qq: torch.Tensor, cc: torch.Tensor, ref: torch.Tensor, tgt: torch.Tensor):
+        fa = xx.shape[0]
+        tau = joint_twists(xx)  # (f, p, 6)
+        g = anchor_gradients(xx, pairs)  # (f, k, 6)
+        resid = tgt - pair_distances(xx, pairs)
+        dev = deviation(qq, ref)
+        inv_lam = s2 * (1.0 + (dev / (prior_scale * sigma)) ** 2) * token_mask
+        inv_lam = inv_lam + s2 * ~token_mask
         cov = torch.einsum("sp,fpij->fsij", onehot, (tau * inv_lam[..., None]).unsqueeze(-1) * tau.unsqueeze(-2))
         shift = torch.einsum("sp,fpi->fsi", onehot, tau * dev[..., None])  # (f, m, 6)
         rhs = resid + (torch.einsum("fki,fsi->fks", g, shift) * stf).sum(-1)
-        left = (torch.einsum("fki,fsij->fksj", g, cov) * stf[None, :, :, None]).reshape(f, -1, m * 6)
-        right = (g[:, :, None, :] * stf[None, :, :, None]).reshape(f, -1, m * 6)
-        chol, info = torch.linalg.cholesky_ex(left @ right.transpose(1, 2) + torch.diag_embed(w_inv))
+        left = (torch.einsum("fki,fsij->fksj", g, cov) * stf[None, :, :, None]).reshape(fa, -1, m * 6)
+        right = (g[:, :, None, :] * stf[None, :, :, None]).reshape(fa, -1, m * 6)
+        normal = left @ right.transpose(1, 2) + torch.diag_embed(torch.full_like(tgt, sigma_distance**2))
+        chol, info = torch.linalg.cholesky_ex(normal)
         y = torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
         h = torch.einsum("fk,ks,fki->fsi", y, stf, g)  # (f, m, 6)
-        step = q0 + inv_lam * (tau * h[:, seg]).sum(-1) - q
-        step[:, 2 * n - 3 :] = _wrap(step[:, 2 * n - 3 :])
-        step = torch.where(torch.isfinite(step) & (info == 0)[:, None], step, torch.zeros_like(step))
-        best_x, best_q, best_c = x, q, current
-        for alpha in LINE_SEARCH:
-            q_new = q + alpha * step
+        delta = ref + inv_lam * (tau * h[:, seg]).sum(-1) - qq
+        delta[:, 2 * n - 3 :] = _wrap(delta[:, 2 * n - 3 :])
+        delta = torch.where(torch.isfinite(delta) & (info == 0)[:, None], delta, torch.zeros_like(delta))
+        best_x, best_q, best_c = xx, qq, cc
+        taken = torch.zeros(fa, dtype=torch.bool, device=xx.device)
+        for alpha in LINE_SEARCH:  # each frame takes the largest step that lowers its own cost
+            q_new = qq + alpha * delta
             q_new[:, n - 1 : 2 * n - 3] = q_new[:, n - 1 : 2 * n - 3].clamp(1e-3, math.pi - 1e-3)
+            q_new[:, : n - 1] = torch.minimum(torch.maximum(q_new[:, : n - 1], ref[:, : n - 1] - bond_room),
+                                              ref[:, : n - 1] + bond_room)
             x_new = build_chain(*split_params(q_new, n))
-            c_new = cost(x_new, q_new)
-            better = c_new < best_c
+            c_new = cost(x_new, q_new, ref, tgt)
+            better = (c_new < cc) & ~taken
             best_x = torch.where(better[:, None, None], x_new, best_x)
             best_q = torch.where(better[:, None], q_new, best_q)
             best_c = torch.where(better, c_new, best_c)
-            if bool(better.all()):
+            taken |= better
+            if bool(taken.all()):
                 break
-        x, q, current = best_x, best_q, best_c
+        return best_x, best_q, best_c
+
+    x, q = x.clone(), q.clone()
+    current = cost(x, q, q0, target)
+    active = torch.arange(f, device=x.device)
+    for _ in range(n_iter):
+        if active.numel() == 0:
+            break
+        ca = current[active]
+        xa, qa, ca_new = step(x[active], q[active], ca, q0[active], target[active])
+        x[active], q[active], current[active] = xa, qa, ca_new
+        # a frame whose cost no longer falls is done (decided on the frame alone: batch-independent)
+        active = active[ca - ca_new > CONVERGED * ca.abs().clamp_min(1.0)]
     return x, q
 
 
@@ -264,8 +302,15 @@ def decode_chain(
     if len(lm) >= 3:
         skeleton = landmark_skeleton(lm_pairs, target, chain[:, lm], sigma_distance, settings.skeleton_iterations,
                                      settings.robust_scale_nm)
+        # wrong joints the skeleton contradicts are repaired in the starting chain only: the prior stays
+        # centred on the tokens, so a repair the tokens as a whole disagree with is undone by refinement
+        _, chain = repair_hinges(q0, skeleton, lm, settings.hinge_tolerance_nm, settings.hinge_rounds,
+                                 settings.min_angle)
         filled = fill_chain(chain, skeleton, lm)
         q = torch.cat(internal_coordinates(filled), dim=1)
+        # bonds the fill stretched or squeezed (its two rigid motions disagree) go back to their mean
+        off = (q[:, : n - 1] - q0[:, : n - 1]).abs() > BOND_RESET_NM
+        q[:, : n - 1] = torch.where(off, q0[:, : n - 1], q[:, : n - 1])
         x = build_chain(*split_params(q, n))  # the filled chain itself (a rigid motion of it)
         target = pair_distances(skeleton, lm_pairs)
     x, q = refine(x, q, q0, sigma, pairs, target, sigma_distance, settings.refine_iterations, settings.prior_scale)

@@ -48,6 +48,8 @@ TRILATERATION_REFINE_STEPS = 3
 """Gauss-Newton steps of each of those refinements."""
 FLIP_TOLERANCE = 5.0
 """Anchor residual, in distance-quantisation errors, above which :func:`fix_flips` re-tries a frame."""
+HINGE_TOLERANCE_NM = 0.1
+"""Bond stretch (nm) of the blended fill above which :func:`fill_chain` places a segment as a hinge."""
 CHAIN_MARGIN = 1.0
 """Robust anchor cost (sum of ``log(1 + (r / scale)^2)``) by which the trilaterated skeleton must beat
 the skeleton grown from the local chain to be chosen (about one anchor 1.3 scales off)."""
@@ -146,6 +148,10 @@ def _two_points(p1, p2, p3, r1, r2, r3):
     z = (r1**2 - x**2 - y**2).clamp_min(0).sqrt()
     base = p1 + x[..., None] * ex + y[..., None] * ey
     return base + z[..., None] * ez, base - z[..., None] * ez
+
+
+_TRIOS = ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3))
+"""Sphere triples (indices into a landmark's nearest placed neighbours) tried by :func:`trilaterate`."""
 
 
 def _volume(a, b, c, d):
@@ -277,29 +283,33 @@ def trilaterate(
     eye = torch.eye(3, dtype=p.dtype, device=p.device)
     for j in range(3, m):
         prev = nb[j]
-        i1, i2, i3 = prev[:3]
-        up, down = _two_points(p[:, i1], p[:, i2], p[:, i3], d(i1, j), d(i2, j), d(i3, j))
-        others = prev[3:]
-        if others:
-            po = p[:, others]
-            do = torch.stack([d(i, j) for i in others], 1)
-            e_up = ((torch.linalg.vector_norm(up[:, None] - po, dim=-1) - do) ** 2).sum(-1)
-            e_down = ((torch.linalg.vector_norm(down[:, None] - po, dim=-1) - do) ** 2).sum(-1)
-            pick_up = e_up <= e_down
-        else:
-            v_chain = _volume(chain_landmarks[:, i3], chain_landmarks[:, i2], chain_landmarks[:, i1], chain_landmarks[:, j])
-            pick_up = _volume(p[:, i3], p[:, i2], p[:, i1], up) * v_chain >= 0
-        x = torch.where(pick_up[:, None], up, down)
         pn = p[:, prev]
         dn = torch.stack([d(i, j) for i in prev], 1)
-        for _ in range(3):  # Gauss-Newton on the new landmark alone, steps kept where they help
+        v_chain = _volume(chain_landmarks[:, prev[2]], chain_landmarks[:, prev[1]], chain_landmarks[:, prev[0]],
+                          chain_landmarks[:, j])
+        cands, scores = [], []
+        # both points of every sphere triple among the four nearest neighbours (one wrong anchor cannot
+        # spoil them all), scored robustly against all the landmark's distances; the chain's handedness
+        # breaks ties between mirror images that the distances cannot tell apart
+        for trio in _TRIOS if len(prev) >= 4 else ((0, 1, 2),):
+            i1, i2, i3 = (prev[t] for t in trio)
+            for x in _two_points(p[:, i1], p[:, i2], p[:, i3], d(i1, j), d(i2, j), d(i3, j)):
+                r = torch.linalg.vector_norm(x[:, None] - pn, dim=-1) - dn
+                hand = _volume(pn[:, 2], pn[:, 1], pn[:, 0], x) * v_chain < 0
+                cands.append(x)
+                scores.append(torch.log1p((r / robust_scale) ** 2).sum(-1) + 1e-3 * hand)
+        best = torch.argmin(torch.stack(scores, 1), dim=1)
+        x = torch.stack(cands, 1)[torch.arange(f, device=p.device), best]
+        for _ in range(3):  # robust Gauss-Newton on the new landmark alone, steps kept where they help
             v = x[:, None] - pn
             dist = torch.linalg.vector_norm(v, dim=-1).clamp_min(1e-9)
             u = v / dist[..., None]
             r = dist - dn
-            x_new = x + solve3(u.transpose(1, 2) @ u + 1e-3 * eye, -(u * r[..., None]).sum(1))
+            w = 1.0 / (1.0 + (r / robust_scale) ** 2)
+            x_new = x + solve3((u * w[..., None]).transpose(1, 2) @ u + 1e-3 * eye, -(u * (w * r)[..., None]).sum(1))
             r_new = torch.linalg.vector_norm(x_new[:, None] - pn, dim=-1) - dn
-            x = torch.where(((r_new**2).sum(-1) < (r**2).sum(-1))[:, None], x_new, x)
+            keep = torch.log1p((r_new / robust_scale) ** 2).sum(-1) < torch.log1p((r / robust_scale) ** 2).sum(-1)
+            x = torch.where(keep[:, None], x_new, x)
         p[:, j] = x
         if j % TRILATERATION_REFINE_EVERY == 0:
             sel = lm_pairs[:, 1] <= j
@@ -443,23 +453,43 @@ def landmark_skeleton(
     return torch.where((c_placed < c_grown - CHAIN_MARGIN)[:, None, None], placed, grown)
 
 
-def fill_chain(chain: torch.Tensor, skeleton: torch.Tensor, landmarks: torch.Tensor, half_window: int = 1) -> torch.Tensor:
+def _window_fit(chain, skeleton, lm, lo, hi):
+    lo, hi = max(0, lo), min(len(lm), hi)
+    if hi - lo < 3:
+        lo, hi = max(0, min(lo, len(lm) - 3)), min(len(lm), max(hi, 3))
+    r, t, rms = rigid_fit(chain[:, lm[lo:hi]], skeleton[:, lo:hi])
+    return r, t, rms
+
+
+def fill_chain(chain: torch.Tensor, skeleton: torch.Tensor, landmarks: torch.Tensor, span: int = 3,
+               hinge_tolerance: float = HINGE_TOLERANCE_NM) -> torch.Tensor:
     """Place every residue of a chain onto a landmark skeleton.
 
-    Landmark ``j`` gets the rigid motion that fits the chain's landmarks
-    ``j - half_window .. j + half_window`` (at least three) onto the
-    skeleton's; residues between landmarks ``j`` and ``j + 1`` move by the
-    blend of the two motions, linear in their position along the segment.
+    Each landmark ``j`` gets the rigid motion fitting the chain's landmarks
+    around it (``j - 1 .. j + 1``) onto the skeleton; the residues between
+    landmarks ``j`` and ``j + 1`` move by the blend of the two motions,
+    linear along the segment. Where the blend stretches a bond by more than
+    ``hinge_tolerance`` (the two motions disagree: a wrong angle or dihedral
+    token inside the segment), the segment is placed as a hinge instead: up
+    to a switch residue with the motion fitting the ``span`` landmarks that
+    end at landmark ``j``, after it with the one fitting the ``span``
+    landmarks from ``j + 1`` on, the switch being where the bond across it
+    comes out closest to its length. One wrong token thus becomes one wrong
+    joint, which the refinement then outvotes, instead of a distortion of
+    the whole segment.
 
     Parameters
     ----------
     chain : torch.Tensor, shape (f, n, 3)
         Chain built from the local tokens (nm).
     skeleton : torch.Tensor, shape (f, m, 3)
-        Landmark coordinates (nm).
+        Landmark coordinates (nm), ``m >= 3``.
     landmarks : torch.Tensor of int64, shape (m,)
         Residue index of each landmark, increasing, first 0 and last ``n - 1``.
-    half_window : int
+    span : int
+        Landmarks of the one-sided fits of a hinge.
+    hinge_tolerance : float
+        Bond stretch (nm) of the blend above which a segment is a hinge.
 
     Returns
     -------
@@ -467,20 +497,26 @@ def fill_chain(chain: torch.Tensor, skeleton: torch.Tensor, landmarks: torch.Ten
     """
     m = len(landmarks)
     lm = landmarks.tolist()
-    rots, shifts = [], []
-    for j in range(m):
-        lo, hi = max(0, j - half_window), min(m, j + half_window + 1)
-        if hi - lo < 3:
-            lo, hi = max(0, min(lo, m - 3)), min(m, max(hi, 3))
-        r, t, _ = rigid_fit(chain[:, lm[lo:hi]], skeleton[:, lo:hi])
-        rots.append(r)
-        shifts.append(t)
+    centred = [_window_fit(chain, skeleton, lm, j - 1, j + 2)[:2] for j in range(m)]
+    left = [_window_fit(chain, skeleton, lm, j - span + 1, j + 1)[:2] for j in range(m)]
+    right = [_window_fit(chain, skeleton, lm, j, j + span)[:2] for j in range(m)]
     out = torch.empty_like(chain)
     for j in range(m - 1):
         a, b = lm[j], lm[j + 1]
         seg = chain[:, a : b + 1]
+        bond = torch.linalg.vector_norm(seg[:, 1:] - seg[:, :-1], dim=-1)
         w = torch.linspace(0.0, 1.0, b - a + 1, dtype=chain.dtype, device=chain.device)[None, :, None]
-        ya = seg @ rots[j].transpose(1, 2) + shifts[j][:, None]
-        yb = seg @ rots[j + 1].transpose(1, 2) + shifts[j + 1][:, None]
-        out[:, a : b + 1] = (1 - w) * ya + w * yb
+        blend = (1 - w) * _move(seg, *centred[j]) + w * _move(seg, *centred[j + 1])
+        stretch = (torch.linalg.vector_norm(blend[:, 1:] - blend[:, :-1], dim=-1) - bond).abs().amax(-1)
+        ya = _move(seg, *(left[j] if j >= span - 1 else right[j]))
+        yb = _move(seg, *(right[j + 1] if j + 1 <= m - span else left[j + 1]))
+        err = (torch.linalg.vector_norm(yb[:, 1:] - ya[:, :-1], dim=-1) - bond).abs()  # switch after residue a + k
+        k = torch.argmin(err, dim=-1)
+        pos = torch.arange(b - a + 1, device=chain.device)
+        hinge = torch.where((pos[None] <= k[:, None])[..., None], ya, yb)
+        out[:, a : b + 1] = torch.where((stretch > hinge_tolerance)[:, None, None], hinge, blend)
     return out
+
+
+def _move(x: torch.Tensor, rot: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    return x @ rot.transpose(1, 2) + shift[:, None]

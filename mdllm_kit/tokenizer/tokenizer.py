@@ -465,7 +465,7 @@ class StructureTokenizer:
 
         if self.config.clash_floor_nm is not None:
             return float(self.config.clash_floor_nm)
-        return max(CA_CLASH_NM + 0.01, float(torch.quantile(closest, 0.01)))
+        return min(max(CA_CLASH_NM + 0.01, float(torch.quantile(closest, 0.01))), CA_CLASH_NM + 0.06)
 
     def _decode_settings(self) -> DecodeSettings:
         c = self.config
@@ -475,7 +475,8 @@ class StructureTokenizer:
         return DecodeSettings(
             refine_iterations=c.refine_iterations, skeleton_iterations=c.skeleton_iterations,
             robust_scale_nm=c.robust_scale_nm, prior_scale=c.prior_scale, clash_floor_nm=floor,
-            clash_iterations=c.clash_iterations, min_angle=max(a_lo, min_angle_for_floor(floor, bond)),
+            clash_iterations=c.clash_iterations, hinge_tolerance_nm=c.hinge_tolerance_nm, hinge_rounds=c.hinge_rounds,
+            min_angle=max(a_lo, min_angle_for_floor(floor, bond)),
         )
 
     def decode(self, tokens: np.ndarray | torch.Tensor, progress: Progress | None = None) -> md.Trajectory:

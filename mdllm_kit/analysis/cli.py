@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import MdllmError
+from ..stdio import print_json
 
 __all__ = ["add_analysis_commands"]
 
@@ -58,7 +58,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         ensemble = load_trajectory(args.reference_ensemble, top=args.reference_top, superpose=False)
     metrics = analyze(generated, training, refs, reference_ensemble=ensemble, n_walkers=n_walkers, seed=args.seed)
     if args.json:
-        print(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False))
+        print_json(metrics, sort_keys=True)
     else:
         print("\n".join(summary_lines(metrics)))
     return 0

@@ -7,7 +7,6 @@ the work; :func:`add_tokenizer_commands` registers argparse subcommands whose
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..stdio import print_json
 from .config import TokenizerConfig
 from .metrics import bond_ok_fraction, rmsd_per_frame
 from .tokenizer import StructureTokenizer
@@ -126,7 +126,7 @@ def eval_tokenizer(directory: str | Path, trajectory: str | Path, top: str | Pat
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
     else:
         width = max(len(k) for k in result)
         for k, v in result.items():

@@ -28,8 +28,9 @@ Layout
     Generated frames (see :func:`validity_report`): ``ca_valid_fraction``,
     ``ca_break_rate``, ``ca_clash_rate``, ``frames_without_ca_break``,
     ``frames_without_ca_clash``, ``cn_break_rate`` (``null`` for Calpha-only
-    frames), ``thresholds_A``; ``validity.training`` holds the same for the
-    training frames, for scale.
+    frames), ``ca_bond_length_A`` / ``cn_bond_length_A`` (mean, p99, max),
+    ``thresholds_A``; ``validity.training`` holds the same for the training
+    frames: the reference that real data pass (the summary prints both).
 ``projection``
     ``pca`` and ``tica``: the fitted projections' summaries (labels,
     explained variance / timescales); ``references.<NAME>``: each
@@ -263,11 +264,17 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
         f"{100 * nov['novel_fraction']:.1f}% of frames beyond {nov['cutoff_A']:.2f} A (outside the training ensemble)"
     )
     val = metrics["validity"]
-    line = (f"validity: {100 * val['ca_valid_fraction']:.1f}% of frames without Calpha break or clash "
-            f"(breaks in {100 * (1 - val['frames_without_ca_break']):.1f}% of frames, clashes in "
-            f"{100 * (1 - val['frames_without_ca_clash']):.1f}%)")
+    ref = val.get("training") or {}
+
+    def vs(key: str, digits: int = 1, fn=lambda v: v) -> str:  # generated value, then the training frames' value
+        text = f"{100 * fn(val[key]):.{digits}f}%"
+        return text + (f" (training {100 * fn(ref[key]):.{digits}f}%)" if ref.get(key) is not None else "")
+
+    line = (f"validity: {vs('ca_valid_fraction')} of frames without Calpha break or clash "
+            f"(breaks in {vs('frames_without_ca_break', fn=lambda v: 1 - v)} of frames, clashes in "
+            f"{vs('frames_without_ca_clash', fn=lambda v: 1 - v)})")
     if val.get("cn_break_rate") is not None:
-        line += f"; peptide C-N breaks: {100 * val['cn_break_rate']:.2f}% of bonds"
+        line += f"; peptide C-N breaks: {vs('cn_break_rate', 2)} of bonds"
     lines.append(line)
     comp = metrics.get("comparison")
     if comp:

@@ -57,7 +57,7 @@ import mdtraj as md
 import numpy as np
 import torch
 
-from ..atomic import atomic_path, atomic_write_json
+from ..atomic import atomic_path, atomic_write_json, remove_stale_temporaries
 from ..errors import SamplingError
 from .bundle import ModelBundle
 from .config import SamplingSettings
@@ -612,10 +612,13 @@ class _Writer:
 
     def _remove_leftovers(self) -> None:
         """Delete the temporary files of a run that was killed while writing (they are never complete)."""
-        for path in self.directory.glob(".*"):
-            if path.is_file() and (path.name == ".chunk.xtc" or ".tmp" in path.name):
-                logger.info("removing %s, left by an interrupted write", path)
-                path.unlink()
+        removed = remove_stale_temporaries(self.directory)
+        chunk = self.directory / ".chunk.xtc"
+        if chunk.is_file():
+            chunk.unlink()
+            removed.append(chunk)
+        if removed:
+            logger.info("removed %d temporary file(s) left by an interrupted write in %s", len(removed), self.directory)
 
     def _write_tokens(self, tokens: np.ndarray, loglik: np.ndarray) -> None:
         with atomic_path(self.directory / "tokens.npz") as tmp:

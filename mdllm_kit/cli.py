@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stdout_to_stderr(bool(getattr(args, "json", False))):
             return int(args.func(args))
     except MdllmError as error:
-        print(f"mdllm: error: {error}", file=sys.stderr)
+        print(f"mdllm: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, always
         return 1
 
 

@@ -92,6 +92,28 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def _calpha_residue_names(traj: md.Trajectory) -> list[str]:
+    return [atom.residue.name for atom in traj.topology.atoms if atom.name == "CA"]
+
+
+def _same_residue(a: str, b: str) -> bool:
+    # protonation and disulfide variants (HIS/HID/HIE/HIP, CYS/CYX) are the same residue
+    return a == b or a[:2] == b[:2] == "HI" or a[:2] == b[:2] == "CY"
+
+
+def _check_same_protein(generated: md.Trajectory, other: md.Trajectory, what: str) -> None:
+    """Refuse a trajectory of another protein than the generated frames (by their Calpha residues)."""
+    ours, theirs = _calpha_residue_names(generated), _calpha_residue_names(other)
+    if len(ours) != len(theirs):
+        raise MdllmError(f"{what} has {len(theirs)} Calpha residues but the generated frames have {len(ours)}: "
+                         "it must be the same protein (same residues in the same order); pass a structure of the "
+                         "protein the model was trained on, or slice both to the common residues (traj.atom_slice)")
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if not _same_residue(a, b):
+            raise MdllmError(f"{what} is not the same protein as the generated frames (residue {i} is {b}, not {a}); "
+                             "pass one of the protein the model was trained on (same residues in the same order)")
+
+
 def _walkers(traj: md.Trajectory, n_walkers: int) -> list[md.Trajectory]:
     return [traj[k::n_walkers] for k in range(n_walkers)]
 
@@ -167,6 +189,8 @@ def analyze(
         the module docstring.
     """
     n_walkers = 1 if n_walkers is None else int(n_walkers)
+    if n_walkers < 1:
+        raise MdllmError(f"walkers must be >= 1, got {n_walkers}; pass the number of walkers the frames interleave")
     if generated.n_frames == 0:
         raise MdllmError("the generated ensemble has no frames; sample some first (mdllm sample)")
     if generated.n_frames % n_walkers:
@@ -175,6 +199,11 @@ def analyze(
         generated_labels = check_label_count(generated_labels, generated.n_frames, "generated")
     if reference_labels is not None and reference_ensemble is not None:
         reference_labels = check_label_count(reference_labels, reference_ensemble.n_frames, "reference")
+    _check_same_protein(generated, training, "the training trajectory")
+    for name, ref in references.items():
+        _check_same_protein(generated, ref, f"reference {name!r}")
+    if reference_ensemble is not None:
+        _check_same_protein(generated, reference_ensemble, "the reference ensemble")
     details = {} if details is None else details
     metrics: dict[str, Any] = {"n_frames": int(generated.n_frames), "n_walkers": n_walkers}
 

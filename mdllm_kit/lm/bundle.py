@@ -323,6 +323,10 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
     register_frame_model()  # the default model's config.json names model_type "mdllm_frame_mistral"
     if meta["weights"] == "full":
         weights = directory / "model"
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would be the only output of a failing command
         try:
             model = AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, dtype=dtype,
                                                          trust_remote_code=False)
@@ -330,6 +334,9 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
             raise ModelError(f"the model weights in {weights} cannot be read ({_short(error)}): the bundle is "
                              "damaged or incomplete; copy it again, or retrain with `mdllm train` "
                              "(--resume continues from its checkpoints)") from error
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
     else:
         from peft import PeftModel
 

@@ -285,13 +285,6 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
     run = _run_record(token_trajs, tokenizer, model_settings, s)
     if last is not None:
         _check_same_run(ckpt_dir, run)
-    out.mkdir(parents=True, exist_ok=True)
-    if _is_main_process():
-        ckpt_dir.mkdir(exist_ok=True)
-        if last is None or not (ckpt_dir / RUN_RECORD).exists():
-            atomic_write_json(ckpt_dir / RUN_RECORD, run)
-        _remove_incomplete_checkpoints(ckpt_dir, last)
-        remove_stale_temporaries(out)  # of a run killed while saving the bundle
     use_cpu = device == "cpu" or not torch.cuda.is_available()
     torch.manual_seed(s.seed)
     span_len = FrameCodec.for_tokenizer(tokenizer).sequence_length(s.window_frames + 1)
@@ -305,6 +298,14 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
     if hasattr(lm, "config"):
         lm.config.use_cache = False
     fns = _MetricFns(codec, tokenizer, s.window_frames, s.rmsd_max_frames)
+    # every input is checked: only now is anything written
+    out.mkdir(parents=True, exist_ok=True)
+    if _is_main_process():
+        ckpt_dir.mkdir(exist_ok=True)
+        if last is None or not (ckpt_dir / RUN_RECORD).exists():
+            atomic_write_json(ckpt_dir / RUN_RECORD, run)
+        _remove_incomplete_checkpoints(ckpt_dir, last)
+        remove_stale_temporaries(out)  # of a run killed while saving the bundle
     args = _training_arguments(out, s, eval_ds is not None, not use_cpu, progress, use_cpu)
     trainer = Trainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=default_data_collator, compute_metrics=fns.compute if eval_ds else None,

@@ -193,7 +193,7 @@ CLI_CASES = [
                                                     "--top", str(r / "top.pdb")],
          ("fitted on", "one protein")),
     # --- mdllm train
-    Case("train-tokenizer-of-another-protein", lambda r: _train(r, tok="other_tok"), ("fitted on", "one protein")),
+    Case("train-tokenizer-of-another-protein", lambda r: _train(r, tok="other_tok"), ("fitted on", "tokenizer fitted on this one")),
     Case("train-missing-trajectory", lambda r: _train(r, traj="missing.xtc"), ("does not exist",)),
     Case("train-zero-steps", lambda r: _train(r, "--max-steps", "0"), ("max_steps must be >= 1",)),
     Case("train-negative-learning-rate", lambda r: _train(r, "--lr", "-0.001"), ("learning_rate must be > 0",)),
@@ -205,7 +205,7 @@ CLI_CASES = [
     Case("train-out-holds-other-files", lambda r: _train(r, out="existing"), ("already exists", "new output folder")),
     Case("train-out-holds-a-run", lambda r: _train(r, out="bundle"), ("already holds training checkpoints", "resume")),
     Case("train-resume-with-changed-settings", lambda r: _train(r, "--resume", "--lr", "0.1", out="bundle"),
-         ("changed settings", "learning_rate", "same settings")),
+         ("changed settings (learning_rate: 0.003 in the run, 0.1 now)", "same settings")),
     Case("train-resume-with-other-data", lambda r: _train(r, "--resume", "--frame-stride", "2", out="bundle"),
          ("trajectories differ", "same trajectories")),
     # --- mdllm sample
@@ -223,7 +223,7 @@ CLI_CASES = [
     Case("sample-out-holds-a-run", lambda r: _sample(r, out="gen"), ("already holds a sampling run", "resume")),
     Case("sample-out-holds-other-files", lambda r: _sample(r, out="existing"), ("holds other files", "new folder")),
     Case("sample-resume-with-changed-settings", lambda r: _sample(r, "--resume", "--seed", "7", out="gen"),
-         ("changed settings (seed)", "same settings")),
+         ("changed settings (seed: 0 in the run, 7 now)", "same settings")),
     Case("sample-resume-fewer-frames", lambda r: _sample(r, "--resume", "--n-frames", "2", out="gen"),
          ("already holds 3 frames", "n_frames=2")),
     Case("sample-resume-folder-of-another-model", lambda r: _sample(r, "--resume", out=_gen_other_model(r).name),

@@ -111,7 +111,7 @@ def _check_same_protein(generated: md.Trajectory, other: md.Trajectory, what: st
     for i, (a, b) in enumerate(zip(ours, theirs)):
         if not _same_residue(a, b):
             raise MdllmError(f"{what} is not the same protein as the generated frames (residue {i} is {b}, not {a}); "
-                             "pass one of the protein the model was trained on (same residues in the same order)")
+                             "pass frames of the protein the model was trained on (same residues in the same order)")
 
 
 def _walkers(traj: md.Trajectory, n_walkers: int) -> list[md.Trajectory]:

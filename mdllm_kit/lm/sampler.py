@@ -580,13 +580,13 @@ class _Writer:
         a, b = dict(old["settings"]), dict(params["settings"])
         for key in ("n_frames", "flush_every"):
             a.pop(key, None), b.pop(key, None)
-        if a != b or old.get("context_frames") != params["context_frames"]:
-            changed = sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
-            if old.get("context_frames") != params["context_frames"]:
-                changed.append("context_frames")
-            raise SamplingError(f"--resume with changed settings ({', '.join(changed)}) than the run in "
-                                f"{self.directory} ({old['settings']}); continue it with the same settings "
-                                "(only n_frames may grow and flush_every change), or sample into a new folder")
+        a["context_frames (used)"], b["context_frames (used)"] = old.get("context_frames"), params["context_frames"]
+        changed = [f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} now" for key in sorted(set(a) | set(b))
+                   if a.get(key) != b.get(key)]
+        if changed:
+            raise SamplingError(f"--resume with changed settings ({'; '.join(changed)}) for the run in "
+                                f"{self.directory}; continue it with the same settings (only n_frames may grow and "
+                                "flush_every change), or sample into a new folder")
         tokens, loglik, seed_saved = _read_tokens(self.directory)
         if seed_saved is None or seed_saved.shape[0] != tokens.shape[0]:
             raise SamplingError(f"{self.directory / 'tokens.npz'} has no seed frames for its walkers; it cannot be "

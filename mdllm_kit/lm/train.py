@@ -203,11 +203,12 @@ def _check_same_run(ckpt_dir: Path, run: dict[str, Any]) -> None:
     if old.get("tokenizer_fingerprint") != run["tokenizer_fingerprint"]:
         raise ModelError(f"the tokenizer differs from the one of the run in {ckpt_dir.parent}; resume with the same "
                          "tokenizer, or train into a new output folder")
-    changed = [f"{group}.{key}" for group in ("model_settings", "train_settings")
+    changed = [f"{key}: {old.get(group, {}).get(key)!r} in the run, {run[group].get(key)!r} now"
+               for group in ("model_settings", "train_settings")
                for key in sorted(set(old.get(group, {})) | set(run[group]))
                if old.get(group, {}).get(key) != run[group].get(key)]
     if changed:
-        raise ModelError(f"--resume with changed settings ({', '.join(changed)}) than the run in {ckpt_dir.parent}; "
+        raise ModelError(f"--resume with changed settings ({'; '.join(changed)}) for the run in {ckpt_dir.parent}; "
                          "resume with the same settings, or train into a new output folder")
 
 

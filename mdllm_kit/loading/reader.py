@@ -241,7 +241,7 @@ def _resolve_reference(
     )
 
 
-def _one_line(exc: BaseException, limit: int = 200) -> str:
+def _one_line(exc: BaseException, limit: int = 120) -> str:
     """An exception's message on one line, at most ``limit`` characters."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -386,7 +386,8 @@ def load_trajectory(
             f"mdtraj reads {', '.join(supported)}. Convert the file or rename it to its real extension"
         )
     if stride is not None and (not isinstance(stride, (int, np.integer)) or isinstance(stride, bool) or stride < 1):
-        raise TrajectoryError(f"stride must be a positive integer or None, got {stride!r}")
+        raise TrajectoryError(f"stride must be a positive integer or None, got {stride!r}; pass e.g. stride=2 "
+                              "to keep every second frame")
 
     topology = _load_topology(path, top, ext)
     top_name = None if top is None else (str(top) if isinstance(top, (str, PathLike)) else type(top).__name__)

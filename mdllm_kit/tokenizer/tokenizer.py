@@ -296,7 +296,8 @@ class StructureTokenizer:
         for i, (a, b) in enumerate(zip(names, ref)):
             if a != b and not (a[:2] == b[:2] == "HI" or a[:2] == b[:2] == "CY"):
                 raise TokenizerError(
-                    f"residue {i} is {a} but the tokenizer was fitted on {b} there; it encodes one protein only"
+                    f"residue {i} is {a} but the tokenizer was fitted on {b} there; it encodes one protein only: "
+                    "use frames of that protein, or a tokenizer fitted on this one (mdllm tokenizer fit)"
                 )
 
     # -------------------------------------------------------------- fitting

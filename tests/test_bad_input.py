@@ -10,7 +10,6 @@ tokenizer fitted on them, and two tiny models trained on their tokens.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass

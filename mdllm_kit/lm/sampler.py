@@ -37,8 +37,14 @@ Output folder (written as frames are generated, every ``flush_every`` frames)::
     params.json      sampling settings, bundle, seed frames (written first)
     tokens.npz       tokens (n_walkers, n_done, L), log_likelihood (n_walkers, n_done),
                      seed_tokens (n_walkers, n_seed, L) -- the record a continued run starts from
+                     (replaced atomically at every flush, before the frames are appended to the xtc)
     trajectory.xtc   decoded frames, frame-major: frame i of walker k is frame i * n_walkers + k
     topology.pdb     topology of the decoded frames
+
+``trajectory.xtc`` and ``topology.pdb`` derive from ``tokens.npz``: a run
+killed between the two writes leaves them short or cut, and
+:meth:`GeneratedEnsemble.load` rebuilds what they lack from the tokens
+(``--resume`` rewrites them).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ is either complete or recognisably incomplete, resumes the run with
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -85,13 +86,18 @@ def _run_and_kill(argv: list[str], started: Path, delay_s: float) -> int:
 
 
 def _assert_nothing_half_written_looks_complete(out: Path) -> None:
-    """Files a reader takes for complete are complete: a bundle with bundle.json loads, a checkpoint whose
-    trainer_state.json is there has its weights and optimiser state."""
+    """What a reader takes for complete is complete: a bundle with bundle.json loads; the newest checkpoint has
+    either no readable trainer_state.json (the Trainer writes it last: a checkpoint cut while being written) or its weights
+    and optimiser state. (An older checkpoint may be cut while the Trainer deletes it; resuming never picks it.)"""
     if (out / "bundle.json").exists():
         mk.load_bundle(out, device="cpu")
-    for ckpt in (out / CHECKPOINT_DIR).glob("checkpoint-*"):
-        if (ckpt / "trainer_state.json").exists():
-            assert _checkpoint_complete(ckpt) or not ckpt.is_dir(), ckpt
+    checkpoints = sorted((out / CHECKPOINT_DIR).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if checkpoints:
+        try:
+            json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+        except (OSError, ValueError):  # missing or cut while written: recognisably incomplete
+            return
+        assert _checkpoint_complete(checkpoints[-1]), checkpoints[-1]
 
 
 @pytest.fixture(scope="module")

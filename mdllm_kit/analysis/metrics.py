@@ -96,9 +96,13 @@ def _calpha_residue_names(traj: md.Trajectory) -> list[str]:
     return [atom.residue.name for atom in traj.topology.atoms if atom.name == "CA"]
 
 
+#: Names of one residue in different force fields (protonation and disulfide variants; Amber and CHARMM).
+_RESIDUE_ALIASES = {name: "HIS" for name in ("HIS", "HID", "HIE", "HIP", "HSD", "HSE", "HSP")} | \
+    {name: "CYS" for name in ("CYS", "CYX", "CYM")} | {"ASH": "ASP", "GLH": "GLU", "LYN": "LYS"}
+
+
 def _same_residue(a: str, b: str) -> bool:
-    # protonation and disulfide variants (HIS/HID/HIE/HIP, CYS/CYX) are the same residue
-    return a == b or a[:2] == b[:2] == "HI" or a[:2] == b[:2] == "CY"
+    return _RESIDUE_ALIASES.get(a, a) == _RESIDUE_ALIASES.get(b, b)
 
 
 def _check_same_protein(generated: md.Trajectory, other: md.Trajectory, what: str) -> None:

@@ -561,9 +561,7 @@ class _Writer:
     def start(self, params: dict[str, Any], seed: np.ndarray) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.seed = seed
-        topology = self.tokenizer.decode(seed[0, -1:])
-        with atomic_path(self.directory / "topology.pdb") as tmp:
-            topology.save_pdb(str(tmp))
+        self._write_topology(seed)
         k, _, L = seed.shape
         self._write_tokens(np.empty((k, 0, L), np.int64), np.empty((k, 0)))
         with atomic_path(self.directory / "trajectory.xtc") as tmp:
@@ -602,6 +600,8 @@ class _Writer:
             raise SamplingError(f"{self.directory} already holds {tokens.shape[1]} frames per walker, more than "
                                 f"n_frames={_n_frames(params)}")
         self.seed = seed_saved
+        if not (self.directory / "topology.pdb").is_file():
+            self._write_topology(seed_saved)
         # trajectory.xtc is derived from tokens.npz: rebuild it so it matches exactly (a crash may have cut it)
         with atomic_path(self.directory / "trajectory.xtc") as tmp:
             if tokens.shape[1]:
@@ -615,6 +615,11 @@ class _Writer:
 
     def _decode(self, tokens: np.ndarray) -> md.Trajectory:
         return _decode_frame_major(self.tokenizer, tokens)
+
+    def _write_topology(self, seed: np.ndarray) -> None:
+        topology = self.tokenizer.decode(seed[0, -1:])
+        with atomic_path(self.directory / "topology.pdb") as tmp:
+            topology.save_pdb(str(tmp))
 
     def _remove_leftovers(self) -> None:
         """Delete the temporary files of a run that was killed while writing (they are never complete)."""

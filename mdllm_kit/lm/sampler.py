@@ -598,7 +598,8 @@ class _Writer:
         self._remove_leftovers()
         if tokens.shape[1] > _n_frames(params):
             raise SamplingError(f"{self.directory} already holds {tokens.shape[1]} frames per walker, more than "
-                                f"n_frames={_n_frames(params)}")
+                                f"n_frames={_n_frames(params)}; pass n_frames >= {tokens.shape[1]} (--n-frames) to "
+                                "continue it, or sample into a new folder")
         self.seed = seed_saved
         if not (self.directory / "topology.pdb").is_file():
             self._write_topology(seed_saved)

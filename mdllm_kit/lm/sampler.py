@@ -595,12 +595,12 @@ class _Writer:
         if seed_saved is None or seed_saved.shape[0] != tokens.shape[0]:
             raise SamplingError(f"{self.directory / 'tokens.npz'} has no seed frames for its walkers; it cannot be "
                                 "continued: sample again into a new folder")
-        self._remove_leftovers()
         if tokens.shape[1] > _n_frames(params):
             raise SamplingError(f"{self.directory} already holds {tokens.shape[1]} frames per walker, more than "
                                 f"n_frames={_n_frames(params)}; pass n_frames >= {tokens.shape[1]} (--n-frames) to "
                                 "continue it, or sample into a new folder")
         self.seed = seed_saved
+        self._remove_leftovers()  # every check passed: only now is the folder changed
         if not (self.directory / "topology.pdb").is_file():
             self._write_topology(seed_saved)
         # trajectory.xtc is derived from tokens.npz: rebuild it so it matches exactly (a crash may have cut it)

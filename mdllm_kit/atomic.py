@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "remove_stale_temporaries"]
 
 
 def _umask() -> int:
@@ -82,3 +82,26 @@ def atomic_write_json(dest: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
     NaN and infinity are refused (they are not valid JSON).
     """
     return atomic_write_text(dest, json.dumps(obj, indent=indent, sort_keys=True, allow_nan=False) + "\n")
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` left in ``directory`` when its process was killed.
+
+    A killed process cannot clean up: its ``.NAME.XXXX.tmp...`` files stay,
+    hidden and never complete. Call this only on a folder no other process is
+    writing to (e.g. when resuming the run that owns it).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    removed = []
+    folder = Path(directory)
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(".*.tmp*"):
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed

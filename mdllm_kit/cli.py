@@ -6,13 +6,13 @@ package; argparse namespaces never travel further than this module.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import MdllmError
+from .stdio import print_json, stdout_to_stderr
 
 __all__ = ["build_parser", "main"]
 
@@ -32,7 +32,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     traj = load_trajectory(args.traj, top=args.top, selection=args.selection, stride=args.stride)
     summary = describe_trajectory(traj)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         for key, value in summary.items():
             print(f"{key}: {value}")
@@ -133,9 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args))
+        # machine-readable output stays valid whatever native code prints: under --json, file descriptor 1
+        # points at standard error while the command runs and only print_json writes to the real stdout
+        with stdout_to_stderr(bool(getattr(args, "json", False))):
+            return int(args.func(args))
     except MdllmError as error:
-        print(f"mdllm: error: {error}", file=sys.stderr)
+        print(f"mdllm: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, always
         return 1
 
 

@@ -292,6 +292,8 @@ def export_adk(out_dir: str | os.PathLike) -> list[Path]:
         ``adk_cg_metadata.json``, ``adk_closed.pdb`` and ``adk_open.pdb``.
     """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"the output {out} is a file, not a folder; pass a folder to export the AdK data into")
     out.mkdir(parents=True, exist_ok=True)
     names = [_CG_TOPOLOGY, *(f"adk_cg_{run}.xtc" for run in ADK_CG_RUNS), _CG_METADATA,
              "adk_closed.pdb", "adk_open.pdb"]

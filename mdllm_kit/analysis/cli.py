@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import MdllmError
+from ..stdio import print_json
 
 __all__ = ["add_analysis_commands"]
-
-#: Files of a sampling output folder that :meth:`GeneratedEnsemble.load` reads besides params.json.
-_SAMPLING_FILES = ("tokens.npz", "trajectory.xtc", "topology.pdb")
 
 
 def _parse_refs(items: list[str]) -> dict[str, str]:
@@ -32,14 +29,17 @@ def _load_generated(path: str, top: str | None):
         if not (folder / "params.json").exists():
             raise MdllmError(f"{folder} is not a sampling output folder (no params.json); pass a trajectory file "
                              "or the folder written by mdllm sample")
-        missing = [name for name in _SAMPLING_FILES if not (folder / name).exists()]
-        if missing:
-            raise MdllmError(f"sampling folder {folder} has no {', '.join(missing)}: no frames were saved yet; "
+        if not (folder / "tokens.npz").exists():
+            raise MdllmError(f"sampling folder {folder} has no tokens.npz: no frames were saved yet; "
                              f"let mdllm sample --out {folder} run (or continue it with --resume) "
                              "until it has written frames, or pass a trajectory file")
         from ..lm import GeneratedEnsemble
 
+        # tokens.npz is the record: a trajectory.xtc cut short by an interrupted run is rebuilt from it
         ensemble = GeneratedEnsemble.load(folder)
+        if ensemble.n_frames == 0:
+            raise MdllmError(f"sampling folder {folder} holds no frames yet; let mdllm sample --out {folder} run "
+                             "(or continue it with --resume) until it has written frames, or pass a trajectory file")
         return ensemble.trajectory, ensemble.n_walkers
     return load_trajectory(path, top=top, superpose=False), None
 
@@ -58,7 +58,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         ensemble = load_trajectory(args.reference_ensemble, top=args.reference_top, superpose=False)
     metrics = analyze(generated, training, refs, reference_ensemble=ensemble, n_walkers=n_walkers, seed=args.seed)
     if args.json:
-        print(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False))
+        print_json(metrics, sort_keys=True)
     else:
         print("\n".join(summary_lines(metrics)))
     return 0

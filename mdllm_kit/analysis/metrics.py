@@ -28,8 +28,9 @@ Layout
     Generated frames (see :func:`validity_report`): ``ca_valid_fraction``,
     ``ca_break_rate``, ``ca_clash_rate``, ``frames_without_ca_break``,
     ``frames_without_ca_clash``, ``cn_break_rate`` (``null`` for Calpha-only
-    frames), ``thresholds_A``; ``validity.training`` holds the same for the
-    training frames, for scale.
+    frames), ``ca_bond_length_A`` / ``cn_bond_length_A`` (mean, p99, max),
+    ``thresholds_A``; ``validity.training`` holds the same for the training
+    frames: the reference that real data pass (the summary prints both).
 ``projection``
     ``pca`` and ``tica``: the fitted projections' summaries (labels,
     explained variance / timescales); ``references.<NAME>``: each
@@ -89,6 +90,32 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def _calpha_residue_names(traj: md.Trajectory) -> list[str]:
+    return [atom.residue.name for atom in traj.topology.atoms if atom.name == "CA"]
+
+
+#: Names of one residue in different force fields (protonation and disulfide variants; Amber and CHARMM).
+_RESIDUE_ALIASES = {name: "HIS" for name in ("HIS", "HID", "HIE", "HIP", "HSD", "HSE", "HSP")} | \
+    {name: "CYS" for name in ("CYS", "CYX", "CYM")} | {"ASH": "ASP", "GLH": "GLU", "LYN": "LYS"}
+
+
+def _same_residue(a: str, b: str) -> bool:
+    return _RESIDUE_ALIASES.get(a, a) == _RESIDUE_ALIASES.get(b, b)
+
+
+def _check_same_protein(generated: md.Trajectory, other: md.Trajectory, what: str) -> None:
+    """Refuse a trajectory of another protein than the generated frames (by their Calpha residues)."""
+    ours, theirs = _calpha_residue_names(generated), _calpha_residue_names(other)
+    if len(ours) != len(theirs):
+        raise MdllmError(f"{what} has {len(theirs)} Calpha residues but the generated frames have {len(ours)}: "
+                         "it must be the same protein (same residues in the same order); pass a structure of the "
+                         "protein the model was trained on, or slice both to the common residues (traj.atom_slice)")
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if not _same_residue(a, b):
+            raise MdllmError(f"{what} is not the same protein as the generated frames (residue {i} is {b}, not {a}); "
+                             "pass frames of the protein the model was trained on (same residues in the same order)")
 
 
 def _walkers(traj: md.Trajectory, n_walkers: int) -> list[md.Trajectory]:
@@ -166,6 +193,8 @@ def analyze(
         the module docstring.
     """
     n_walkers = 1 if n_walkers is None else int(n_walkers)
+    if n_walkers < 1:
+        raise MdllmError(f"walkers must be >= 1, got {n_walkers}; pass the number of walkers the frames interleave")
     if generated.n_frames == 0:
         raise MdllmError("the generated ensemble has no frames; sample some first (mdllm sample)")
     if generated.n_frames % n_walkers:
@@ -174,6 +203,11 @@ def analyze(
         generated_labels = check_label_count(generated_labels, generated.n_frames, "generated")
     if reference_labels is not None and reference_ensemble is not None:
         reference_labels = check_label_count(reference_labels, reference_ensemble.n_frames, "reference")
+    _check_same_protein(generated, training, "the training trajectory")
+    for name, ref in references.items():
+        _check_same_protein(generated, ref, f"reference {name!r}")
+    if reference_ensemble is not None:
+        _check_same_protein(generated, reference_ensemble, "the reference ensemble")
     details = {} if details is None else details
     metrics: dict[str, Any] = {"n_frames": int(generated.n_frames), "n_walkers": n_walkers}
 
@@ -263,11 +297,17 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
         f"{100 * nov['novel_fraction']:.1f}% of frames beyond {nov['cutoff_A']:.2f} A (outside the training ensemble)"
     )
     val = metrics["validity"]
-    line = (f"validity: {100 * val['ca_valid_fraction']:.1f}% of frames without Calpha break or clash "
-            f"(breaks in {100 * (1 - val['frames_without_ca_break']):.1f}% of frames, clashes in "
-            f"{100 * (1 - val['frames_without_ca_clash']):.1f}%)")
+    ref = val.get("training") or {}
+
+    def vs(key: str, digits: int = 1, fn=lambda v: v) -> str:  # generated value, then the training frames' value
+        text = f"{100 * fn(val[key]):.{digits}f}%"
+        return text + (f" (training {100 * fn(ref[key]):.{digits}f}%)" if ref.get(key) is not None else "")
+
+    line = (f"validity: {vs('ca_valid_fraction')} of frames without Calpha break or clash "
+            f"(breaks in {vs('frames_without_ca_break', fn=lambda v: 1 - v)} of frames, clashes in "
+            f"{vs('frames_without_ca_clash', fn=lambda v: 1 - v)})")
     if val.get("cn_break_rate") is not None:
-        line += f"; peptide C-N breaks: {100 * val['cn_break_rate']:.2f}% of bonds"
+        line += f"; peptide C-N breaks: {vs('cn_break_rate', 2)} of bonds"
     lines.append(line)
     comp = metrics.get("comparison")
     if comp:

@@ -22,6 +22,8 @@ import logging
 import os
 import shutil
 import sys
+import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from ..errors import BundleMismatchError, ModelError
 from .codec import FrameCodec
 from .config import ModelSettings, TrainSettings
 
-__all__ = ["ModelBundle", "load_bundle"]
+__all__ = ["ModelBundle", "load_bundle", "load_bundle_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,10 @@ class ModelBundle:
         The last context window of the training data.
     path : pathlib.Path, optional
         Folder the bundle was loaded from or saved to.
+    bundle_id : str, optional
+        Identity of the trained model (a random hex string drawn when the
+        bundle is first saved, kept by copies): a sampling run records it, so
+        that it is never continued with another model.
     """
 
     model: Any
@@ -76,6 +82,7 @@ class ModelBundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     seed_tokens: np.ndarray | None = None
     path: Path | None = None
+    bundle_id: str | None = None
 
     @property
     def window_frames(self) -> int:
@@ -123,11 +130,13 @@ class ModelBundle:
         from .. import __version__
 
         cls = type(self.tokenizer)
+        if self.bundle_id is None:
+            self.bundle_id = uuid.uuid4().hex
         atomic_write_json(marker, {
             "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "mdllm_kit_version": __version__,
             "weights": weights, "base_model": self.model_settings.base_model,
             "tokenizer_class": f"{cls.__module__}:{cls.__qualname__}",
-            "tokenizer_fingerprint": str(self.tokenizer.fingerprint),
+            "tokenizer_fingerprint": str(self.tokenizer.fingerprint), "bundle_id": self.bundle_id,
         })
         self.path = directory
         logger.info("saved model bundle to %s (%s weights)", directory, weights)
@@ -184,6 +193,72 @@ def _resolve_tokenizer_class(spec: str) -> type:
     return obj
 
 
+def _short(error: BaseException) -> str:
+    """``Type: message`` of an exception, on one line and at most 160 characters."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file of a bundle; a missing or damaged file is a :class:`ModelError`."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise ModelError(f"{path} is missing: the model bundle {path.parent} is incomplete; copy it again or "
+                         "retrain with `mdllm train`") from error
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ModelError(f"{path} is damaged ({_short(error)}): copy the model bundle again or retrain "
+                         "with `mdllm train`") from error
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} does not hold a JSON object: copy the model bundle again or retrain with `mdllm train`")
+    return data
+
+
+def _read_marker(directory: Path) -> dict[str, Any]:
+    """``bundle.json`` of a bundle folder, checked for format and version."""
+    marker = directory / "bundle.json"
+    if not marker.is_file():
+        raise ModelError(f"{directory} is not a complete model bundle (no bundle.json); "
+                         "pass the --out folder of a finished `mdllm train` run")
+    meta = _read_json(marker)
+    try:
+        version = int(meta.get("version", 0))
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"{marker} is damaged (version {meta.get('version')!r}); copy the model bundle again "
+                         "or retrain with `mdllm train`") from error
+    if meta.get("format") != BUNDLE_FORMAT or version > BUNDLE_VERSION:
+        raise ModelError(f"{marker} is not a model bundle this version of mdllm-kit can read; "
+                         "upgrade mdllm-kit or retrain with `mdllm train`")
+    if version < BUNDLE_VERSION:
+        raise ModelError(f"{directory} is a version-{version} model bundle, made before the frame-aware default "
+                         f"model (bundle version {BUNDLE_VERSION}); this mdllm-kit cannot use it: retrain with "
+                         "`mdllm train` (or mk.train) to make a current bundle")
+    return meta
+
+
+def load_bundle_tokenizer(directory: str | os.PathLike, *, tokenizer_cls: type | None = None,
+                          meta: dict[str, Any] | None = None) -> Any:
+    """The structure tokenizer saved in a model bundle, without loading the model.
+
+    Parameters
+    ----------
+    directory : path-like
+        The bundle folder.
+    tokenizer_cls : type, optional
+        Class whose ``from_pretrained`` reads it (default: the class recorded in ``bundle.json``).
+    meta : dict, optional
+        ``bundle.json``, if already read.
+
+    Returns
+    -------
+    StructureTokenizer
+    """
+    directory = Path(directory)
+    meta = _read_marker(directory) if meta is None else meta
+    cls = tokenizer_cls or _resolve_tokenizer_class(meta["tokenizer_class"])
+    return cls.from_pretrained(directory / "tokenizer")
+
+
 def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenizer_cls: type | None = None,
                 base_model: str | None = None, device: str | None = None,
                 dtype: torch.dtype | None = None) -> ModelBundle:
@@ -217,28 +292,15 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
         and model saved with it.
     """
     directory = Path(directory)
-    marker = directory / "bundle.json"
-    if not marker.exists():
-        raise ModelError(f"{directory} is not a complete model bundle (no bundle.json); "
-                         "pass the --out folder of a finished `mdllm train` run")
-    meta = json.loads(marker.read_text())
-    version = int(meta.get("version", 0))
-    if meta.get("format") != BUNDLE_FORMAT or version > BUNDLE_VERSION:
-        raise ModelError(f"{marker} is not a model bundle this version of mdllm-kit can read; "
-                         "upgrade mdllm-kit or retrain with `mdllm train`")
-    if version < BUNDLE_VERSION:
-        raise ModelError(f"{directory} is a version-{version} model bundle, made before the frame-aware default "
-                         f"model (bundle version {BUNDLE_VERSION}); this mdllm-kit cannot use it: retrain with "
-                         "`mdllm train` (or mk.train) to make a current bundle")
+    meta = _read_marker(directory)
     if tokenizer is None:
-        cls = tokenizer_cls or _resolve_tokenizer_class(meta["tokenizer_class"])
-        tokenizer = cls.from_pretrained(directory / "tokenizer")
+        tokenizer = load_bundle_tokenizer(directory, tokenizer_cls=tokenizer_cls, meta=meta)
     if str(tokenizer.fingerprint) != meta["tokenizer_fingerprint"]:
         raise BundleMismatchError(
             f"tokenizer fingerprint {tokenizer.fingerprint} does not match the one the model was trained with "
             f"({meta['tokenizer_fingerprint']}); use the tokenizer saved in {directory / 'tokenizer'}"
         )
-    codec = FrameCodec.from_dict(json.loads((directory / "codec.json").read_text()))
+    codec = FrameCodec.from_dict(_read_json(directory / "codec.json"))
     expected = FrameCodec.for_tokenizer(tokenizer)
     if (codec.tokens_per_frame, codec.n_structure_tokens, codec.valid_ranges) != (
             expected.tokens_per_frame, expected.n_structure_tokens, expected.valid_ranges):
@@ -246,12 +308,11 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
             "the tokenizer's frame length, vocabulary or valid ranges differ from the codec saved with the model; "
             "the bundle's files do not belong together"
         )
-    model_settings = ModelSettings.load(directory / "model_settings.json") if base_model is None else None
-    if model_settings is None:
-        raw = json.loads((directory / "model_settings.json").read_text())
+    raw = _read_json(directory / "model_settings.json")
+    if base_model is not None:
         raw["base_model"] = base_model
-        model_settings = ModelSettings.from_dict(raw)
-    train_settings = TrainSettings.load(directory / "train_settings.json")
+    model_settings = ModelSettings.from_dict(raw)
+    train_settings = TrainSettings.from_dict(_read_json(directory / "train_settings.json"))
     device = device or _default_device()
     dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
 
@@ -261,8 +322,21 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
 
     register_frame_model()  # the default model's config.json names model_type "mdllm_frame_mistral"
     if meta["weights"] == "full":
-        model = AutoModelForCausalLM.from_pretrained(directory / "model", local_files_only=True, dtype=dtype,
-                                                     trust_remote_code=False)
+        weights = directory / "model"
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would be the only output of a failing command
+        try:
+            model = AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, dtype=dtype,
+                                                         trust_remote_code=False)
+        except Exception as error:  # transformers and safetensors raise OSError, ValueError, SafetensorError, ...
+            raise ModelError(f"the model weights in {weights} cannot be read ({_short(error)}): the bundle is "
+                             "damaged or incomplete; copy it again, or retrain with `mdllm train` "
+                             "(--resume continues from its checkpoints)") from error
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
     else:
         from peft import PeftModel
 
@@ -280,7 +354,12 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
     model.to(device).eval()
     seed_tokens = None
     if (directory / "seed_tokens.npz").exists():
-        with np.load(directory / "seed_tokens.npz") as data:
-            seed_tokens = codec.check_tokens(data["tokens"])
-    metrics = json.loads((directory / "metrics.json").read_text()) if (directory / "metrics.json").exists() else {}
-    return ModelBundle(model, tokenizer, codec, model_settings, train_settings, metrics, seed_tokens, directory)
+        try:
+            with np.load(directory / "seed_tokens.npz") as data:
+                seed_tokens = codec.check_tokens(data["tokens"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise ModelError(f"{directory / 'seed_tokens.npz'} cannot be read ({_short(error)}): the bundle is "
+                             "damaged; copy it again or retrain with `mdllm train`") from error
+    metrics = _read_json(directory / "metrics.json") if (directory / "metrics.json").exists() else {}
+    return ModelBundle(model, tokenizer, codec, model_settings, train_settings, metrics, seed_tokens, directory,
+                       meta.get("bundle_id"))

@@ -6,8 +6,11 @@ Trainer picks the distributed setup up from the environment.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 
 from ..analysis.rmsd import rmsd_per_frame
+from ..atomic import atomic_write_json, remove_stale_temporaries
 from ..errors import ModelError
 from .bundle import ModelBundle
 from .codec import FrameCodec
@@ -128,6 +132,86 @@ class _MetricFns:
         return out
 
 
+#: Settings and data of a training run, in ``checkpoints/``: ``--resume`` must continue the same run.
+RUN_RECORD = "run.json"
+#: TrainSettings fields that do not change the weights a run ends with (they may differ on resume).
+_RESUMABLE_FIELDS = frozenset({"eval_steps", "save_steps", "logging_steps", "save_total_limit", "eval_max_windows",
+                               "rmsd_max_frames", "dataloader_workers"})
+
+
+def _checkpoint_complete(path: Path) -> bool:
+    """Whether a Trainer checkpoint folder was written to the end (its ``trainer_state.json`` is written last)."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    weights = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin")
+    return any((path / name).is_file() for name in weights) and (path / "optimizer.pt").is_file()
+
+
+def _checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    if not ckpt_dir.is_dir():
+        return []
+    found = []
+    for path in ckpt_dir.iterdir():
+        name, _, step = path.name.partition("-")
+        if path.is_dir() and name == "checkpoint" and step.isdigit():
+            found.append((int(step), path))
+    return sorted(found)
+
+
+def _last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint written to the end (a run killed while saving leaves a partial newer one)."""
+    complete = [path for _, path in _checkpoints(ckpt_dir) if _checkpoint_complete(path)]
+    return str(complete[-1]) if complete else None
+
+
+def _remove_incomplete_checkpoints(ckpt_dir: Path, last: str | None) -> None:
+    """Delete checkpoint folders a killed run left half-written (never the one resumed from)."""
+    for _, path in _checkpoints(ckpt_dir):
+        if str(path) != last and not _checkpoint_complete(path):
+            logger.warning("removing %s: an interrupted run left it half-written", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_record(token_trajs: Sequence[np.ndarray], tokenizer: Any, model: ModelSettings,
+                s: TrainSettings) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    for tokens in token_trajs:
+        digest.update(np.asarray(tokens.shape, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(tokens, dtype=np.int64).tobytes())
+    return {"data_sha256": digest.hexdigest(), "tokenizer_fingerprint": str(tokenizer.fingerprint),
+            "model_settings": model.to_dict(),
+            "train_settings": {k: v for k, v in s.to_dict().items() if k not in _RESUMABLE_FIELDS}}
+
+
+def _check_same_run(ckpt_dir: Path, run: dict[str, Any]) -> None:
+    """Refuse to resume a run whose data, tokenizer or settings differ from the checkpoints' run."""
+    try:
+        old = json.loads((ckpt_dir / RUN_RECORD).read_text())
+    except FileNotFoundError:
+        logger.warning("%s has no %s (made by an older mdllm-kit): cannot check that the settings are the same",
+                       ckpt_dir, RUN_RECORD)
+        return
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{ckpt_dir / RUN_RECORD} is damaged ({type(error).__name__}); the run cannot be checked: "
+                         "train into a new output folder") from error
+    if old.get("data_sha256") != run["data_sha256"]:
+        raise ModelError(f"the training trajectories differ from those of the run in {ckpt_dir.parent}; resume with "
+                         "the same trajectories (same files, order, selection and stride), or train into a new "
+                         "output folder")
+    if old.get("tokenizer_fingerprint") != run["tokenizer_fingerprint"]:
+        raise ModelError(f"the tokenizer differs from the one of the run in {ckpt_dir.parent}; resume with the same "
+                         "tokenizer, or train into a new output folder")
+    changed = [f"{key}: {old.get(group, {}).get(key)!r} in the run, {run[group].get(key)!r} now"
+               for group in ("model_settings", "train_settings")
+               for key in sorted(set(old.get(group, {})) | set(run[group]))
+               if old.get(group, {}).get(key) != run[group].get(key)]
+    if changed:
+        raise ModelError(f"--resume with changed settings ({'; '.join(changed)}) for the run in {ckpt_dir.parent}; "
+                         "resume with the same settings, or train into a new output folder")
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -178,21 +262,30 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
     predicted and true frames). Everything logged is in ``metrics.json``.
     """
     from transformers import Trainer, default_data_collator
-    from transformers.trainer_utils import get_last_checkpoint
 
     model_settings = model or ModelSettings()
     s = settings or TrainSettings()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"the output {out} exists and is a file, not a folder; choose a new output folder")
     ckpt_dir = out / CHECKPOINT_DIR
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    last = _last_complete_checkpoint(ckpt_dir)
     if last is not None and not resume:
         raise ModelError(f"{out} already holds training checkpoints; pass resume=True (--resume) to continue "
                          "that run, or choose a new output folder")
+    if last is None and out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name != CHECKPOINT_DIR and not p.name.startswith("."))
+        if other:
+            raise ModelError(f"the output folder {out} already exists and holds {', '.join(other[:3])}"
+                             f"{', ...' if len(other) > 3 else ''} but no training checkpoint to "
+                             f"{'resume from' if resume else 'continue'}; choose a new output folder")
     if resume and last is None:
         logger.warning("resume requested but %s holds no checkpoint: starting from scratch", ckpt_dir)
 
     token_trajs = encode_trajectories(trajectories, tokenizer)
+    run = _run_record(token_trajs, tokenizer, model_settings, s)
+    if last is not None:
+        _check_same_run(ckpt_dir, run)
     use_cpu = device == "cpu" or not torch.cuda.is_available()
     torch.manual_seed(s.seed)
     span_len = FrameCodec.for_tokenizer(tokenizer).sequence_length(s.window_frames + 1)
@@ -206,13 +299,31 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
     if hasattr(lm, "config"):
         lm.config.use_cache = False
     fns = _MetricFns(codec, tokenizer, s.window_frames, s.rmsd_max_frames)
+    # every input is checked: only now is anything written
+    out.mkdir(parents=True, exist_ok=True)
+    if _is_main_process():
+        ckpt_dir.mkdir(exist_ok=True)
+        if last is None or not (ckpt_dir / RUN_RECORD).exists():
+            atomic_write_json(ckpt_dir / RUN_RECORD, run)
+        _remove_incomplete_checkpoints(ckpt_dir, last)
+        remove_stale_temporaries(out)  # of a run killed while saving the bundle
     args = _training_arguments(out, s, eval_ds is not None, not use_cpu, progress, use_cpu)
     trainer = Trainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=default_data_collator, compute_metrics=fns.compute if eval_ds else None,
                       preprocess_logits_for_metrics=fns.preprocess if eval_ds else None,
                       callbacks=list(callbacks))
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last if resume else None)
+    if resume and last is not None and int(Path(last).name.split("-")[-1]) >= s.max_steps:
+        # the run was stopped after its last checkpoint (e.g. while saving the bundle): nothing is left to train.
+        # The Trainer, resumed from its final step, would run one optimiser step more than max_steps.
+        from transformers.trainer_callback import TrainerState
+
+        logger.info("%s is the final checkpoint of this run: loading it instead of training", last)
+        trainer._load_from_checkpoint(last)
+        trainer.state = TrainerState.load_from_json(os.path.join(last, "trainer_state.json"))
+        train_metrics: dict[str, Any] = {}
+    else:
+        train_metrics = dict(trainer.train(resume_from_checkpoint=last if resume else None).metrics)
     seconds = time.perf_counter() - t0
     final_eval = trainer.evaluate() if eval_ds is not None else {}
     trainable, total = count_parameters(trainer.model)
@@ -223,7 +334,7 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
         "split": info.__dict__, "tokens_per_window": train_ds.seq_len,
         "parameters": {"trainable": trainable, "total": total},
         "finetune": "lora" if model_settings.use_lora else "full",
-        "train": {k: v for k, v in result.metrics.items()},
+        "train": train_metrics,
         "train_tokens_per_s": tokens / seconds if seconds > 0 else None,
         "global_step": trainer.state.global_step, "world_size": world,
         "final_eval": final_eval, "log_history": trainer.state.log_history,

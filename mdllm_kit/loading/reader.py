@@ -241,12 +241,18 @@ def _resolve_reference(
     )
 
 
+def _one_line(exc: BaseException, limit: int = 120) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _select(topology: md.Topology, selection: str, what: str) -> np.ndarray:
     try:
         return np.asarray(topology.select(selection), dtype=int)
     except Exception as exc:
         raise TrajectoryError(
-            f"{what}={selection!r} is not a valid mdtraj selection ({type(exc).__name__}: {exc}); "
+            f"{what}={selection!r} is not a valid mdtraj selection ({type(exc).__name__}: {_one_line(exc)}); "
             "see https://mdtraj.org/1.9.4/atom_selection.html for the syntax, e.g. 'protein and not name H'"
         ) from exc
 
@@ -380,7 +386,8 @@ def load_trajectory(
             f"mdtraj reads {', '.join(supported)}. Convert the file or rename it to its real extension"
         )
     if stride is not None and (not isinstance(stride, (int, np.integer)) or isinstance(stride, bool) or stride < 1):
-        raise TrajectoryError(f"stride must be a positive integer or None, got {stride!r}")
+        raise TrajectoryError(f"stride must be a positive integer or None, got {stride!r}; pass e.g. stride=2 "
+                              "to keep every second frame")
 
     topology = _load_topology(path, top, ext)
     top_name = None if top is None else (str(top) if isinstance(top, (str, PathLike)) else type(top).__name__)

@@ -7,7 +7,6 @@ the work; :func:`add_tokenizer_commands` registers argparse subcommands whose
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..stdio import print_json
+from ..errors import TokenizerError
 from .config import TokenizerConfig
 from .metrics import bond_ok_fraction, rmsd_per_frame
 from .tokenizer import StructureTokenizer
@@ -60,6 +61,10 @@ def fit_tokenizer_cli(
         ``out``, ``mode``, ``n_residues``, ``n_frames``, ``tokens_per_frame``,
         ``vocab_size``, ``fingerprint``, ``fit_seconds``.
     """
+    out_path = Path(out)
+    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+        raise TokenizerError(f"the output {out_path} already exists and is not an empty folder; a tokenizer there may "
+                             "belong to trained models: choose a new folder (or delete it first)")
     cfg = TokenizerConfig(
         codebook_size=codebook_size, atoms=atoms, anchor_stride=anchor_stride,
         refine_iterations=refine_iterations, device=device,
@@ -126,7 +131,7 @@ def eval_tokenizer(directory: str | Path, trajectory: str | Path, top: str | Pat
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
     else:
         width = max(len(k) for k in result)
         for k, v in result.items():

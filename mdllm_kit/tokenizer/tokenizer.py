@@ -262,7 +262,7 @@ class StructureTokenizer:
         if not isinstance(traj, md.Trajectory):
             raise TokenizerError(f"expected an mdtraj.Trajectory, got {type(traj).__name__}")
         if traj.n_frames == 0:
-            raise TokenizerError("the trajectory has no frames")
+            raise TokenizerError("the trajectory has no frames; pass at least one frame")
         residues = [r for r in traj.topology.residues if r.is_protein and any(a.name == "CA" for a in r.atoms)]
         if not residues:
             residues = [r for r in traj.topology.residues if any(a.name == "CA" for a in r.atoms)]
@@ -297,7 +297,8 @@ class StructureTokenizer:
         for i, (a, b) in enumerate(zip(names, ref)):
             if a != b and not (a[:2] == b[:2] == "HI" or a[:2] == b[:2] == "CY"):
                 raise TokenizerError(
-                    f"residue {i} is {a} but the tokenizer was fitted on {b} there; it encodes one protein only"
+                    f"residue {i} is {a} but the tokenizer was fitted on {b} there; it encodes one protein only: "
+                    "use frames of that protein, or a tokenizer fitted on this one (mdllm tokenizer fit)"
                 )
 
     # -------------------------------------------------------------- fitting
@@ -669,7 +670,8 @@ class StructureTokenizer:
         try:
             tok._tensors = load_file(str(w_path))
         except Exception as exc:  # safetensors raises its own error types
-            raise TokenizerError(f"cannot read {w_path}: {exc}") from exc
+            raise TokenizerError(f"cannot read {w_path} ({' '.join(str(exc).split())}): the file is damaged; copy the "
+                                 "tokenizer folder again or fit it again (mdllm tokenizer fit)") from exc
         if device is None and tok.fingerprint != meta.get("fingerprint"):
             raise TokenizerError(f"{d} is inconsistent: its fingerprint does not match its contents")
         if device is not None:

@@ -58,6 +58,8 @@ def test_analyze_trajectory_file_with_reference_ensemble_prints_a_summary(files,
     out = capsys.readouterr().out
     assert "reference open: min Calpha RMSD" in out
     assert "RMSF correlation" in out and "MSM reference" in out
+    validity = next(line for line in out.splitlines() if line.startswith("validity:"))
+    assert validity.startswith("validity: ") and "(training 100.0%) of frames without Calpha break" in validity
 
 
 def test_bad_reference_argument_is_one_clear_error(files, capsys):

@@ -97,3 +97,20 @@ def test_label_arrays_must_have_one_label_per_frame(adk):
     with pytest.raises(mk.MdllmError, match=r"reference labels have shape \(80,\), expected \(40,\)"):
         analyze(truth, adk["train"], adk["refs"], reference_ensemble=truth, generated_labels=labels,
                 reference_labels=np.r_[labels, labels], n_states=3)
+
+
+def test_other_protein_is_refused_but_force_field_residue_names_are_not():
+    from mdllm_kit.analysis.metrics import _check_same_protein
+    from mdllm_kit.errors import MdllmError
+
+    closed = mk.datasets.adk_references()["closed"]
+    ca = closed.atom_slice(closed.topology.select("name CA"))
+    renamed = md.Trajectory(ca.xyz, ca.topology.copy())
+    his = [r for r in renamed.topology.residues if r.name == "HIS"]
+    assert his
+    for residue in his:
+        residue.name = "HSD"  # CHARMM's name for the same histidine
+    _check_same_protein(ca, renamed, "the training trajectory")
+    # as many residues, shifted by one: another sequence
+    with pytest.raises(MdllmError, match="not the same protein"):
+        _check_same_protein(ca.atom_slice(np.arange(0, 200)), ca.atom_slice(np.arange(1, 201)), "the training trajectory")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import mdllm_kit as mk
-from mdllm_kit.analysis import validity_report
+from mdllm_kit.analysis import CA_BREAK_NM, validity_report
 from synthetic_chains import calpha_topology, helix_trace, trajectory
 
 N_RES = 16
@@ -52,13 +52,46 @@ def test_crystal_structures_are_valid_and_a_broken_peptide_bond_is_found():
         assert rep["ca_valid_fraction"] == 1.0  # the cis Phe86-Pro87 (2.98 A) is bonded, not a clash
         assert rep["cn_break_rate"] == 0.0 and rep["n_cn_bonds"] == 213
     closed = refs["closed"]
-    xyz = closed.xyz.copy()
-    residue = closed.topology.residue(100)
-    for atom in residue.atoms:  # pull residue 100 out by 0.1 nm: its C-N bonds to 99 and 101 break
-        xyz[0, atom.index] += np.array([0.1, 0.0, 0.0])
-    rep = validity_report(md.Trajectory(xyz, closed.topology))
-    assert rep["per_frame"]["cn_breaks"][0] == 2
-    assert rep["frames_without_cn_break"] == 0.0
+    frames = []
+    for shift_nm in (0.1, 0.2):  # pull residue 100 out along x: its C-N bonds to 99 and 101 stretch
+        xyz = closed.xyz[0].copy()
+        for atom in closed.topology.residue(100).atoms:
+            xyz[atom.index] += np.array([shift_nm, 0.0, 0.0])
+        frames.append(xyz)
+    rep = validity_report(md.Trajectory(np.stack(frames), closed.topology))
+    # 0.1 nm: one bond stretched to 1.85 A, not broken (still < 2 A); 0.2 nm: both bonds beyond 2 A
+    np.testing.assert_array_equal(rep["per_frame"]["cn_breaks"], [0, 2])
+    assert rep["frames_without_cn_break"] == 0.5
+    assert rep["cn_bond_length_A"]["max"] > 2.5 and rep["cn_bond_length_A"]["p99"] < 1.4
+    assert rep["thresholds_A"]["cn_break"] == pytest.approx(2.0)
+
+
+@pytest.fixture(scope="module")
+def all_atom_md():
+    """Real all-atom MD of the whole closed AdK (Amber14, 300 K, vacuum): 10 frames, 100 fs apart."""
+    from mdllm_kit.testing import simulate_in_vacuum
+
+    return simulate_in_vacuum("closed", n_frames=10, steps_per_frame=50)
+
+
+@pytest.mark.slow
+def test_real_all_atom_md_frames_are_valid(all_atom_md):
+    rep = validity_report(all_atom_md)
+    assert rep["n_cn_bonds"] == 213 and rep["n_frames"] == 10
+    assert rep["ca_valid_fraction"] == 1.0 and rep["ca_break_rate"] == 0.0 and rep["ca_clash_rate"] == 0.0
+    assert rep["frames_without_cn_break"] == 1.0 and rep["cn_break_rate"] == 0.0
+    # thermal bond lengths: 1.33 A peptide bonds, 3.8 A Calpha steps, far from the break thresholds
+    assert 1.32 < rep["cn_bond_length_A"]["mean"] < 1.36 and rep["cn_bond_length_A"]["max"] < 1.6
+    assert 3.75 < rep["ca_bond_length_A"]["mean"] < 3.9 and rep["ca_bond_length_A"]["max"] < 4.1
+    # the crystal-structure criterion (1.4 A) would call real MD frames broken
+    assert validity_report(all_atom_md, cn_break_nm=0.14)["frames_without_cn_break"] < 1.0
+
+
+def test_bundled_md_runs_are_valid():
+    for name in mk.datasets.ADK_CG_RUNS:
+        rep = validity_report(mk.datasets.load_adk_cg(name)[::20])
+        assert rep["ca_valid_fraction"] == 1.0, name
+        assert rep["ca_bond_length_A"]["max"] < CA_BREAK_NM * 10
 
 
 def test_chain_without_non_bonded_pairs_has_zero_clash_rate():

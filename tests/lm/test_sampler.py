@@ -115,3 +115,75 @@ def test_interrupted_flush_keeps_frames(trained_bundle, tmp_path, monkeypatch):
     assert GeneratedEnsemble.load(tmp_path / "r").n_frames == 3
     done = sampler.sample(n_frames=5, n_walkers=1, seed=2, flush_every=1, out=tmp_path / "r", resume=True)
     np.testing.assert_array_equal(done.tokens, ref.tokens)
+
+
+def _folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _damage(folder, how):
+    xtc = folder / "trajectory.xtc"
+    if how == "empty":  # stopped after tokens.npz was written, before any frame was decoded
+        xtc.write_bytes(b"")
+    elif how == "missing":
+        xtc.unlink()
+    elif how == "cut":  # killed while appending a chunk
+        data = xtc.read_bytes()
+        xtc.write_bytes(data[: len(data) // 2 + 7])
+    elif how == "short":  # killed after writing tokens.npz, before appending the last chunk
+        traj = md.load(str(xtc), top=str(folder / "topology.pdb"))
+        traj[:2].save_xtc(str(xtc))
+    elif how == "no_topology":
+        (folder / "topology.pdb").unlink()
+
+
+@pytest.mark.parametrize("how", ["empty", "missing", "cut", "short", "no_topology"])
+def test_interrupted_run_is_rebuilt_from_its_tokens(trained_bundle, tmp_path, how):
+    out = tmp_path / "run"
+    done = Sampler(trained_bundle).sample(n_frames=4, n_walkers=2, seed=5, flush_every=2, out=out)
+    _damage(out, how)
+    before = _folder_bytes(out)
+    loaded = GeneratedEnsemble.load(out)
+    np.testing.assert_array_equal(loaded.tokens, done.tokens)
+    assert loaded.trajectory.n_frames == 8
+    np.testing.assert_allclose(loaded.trajectory.xyz, done.trajectory.xyz, atol=2e-3)  # xtc precision
+    np.testing.assert_array_equal(loaded.trajectory.time, np.repeat(np.arange(4.0), 2))
+    assert _folder_bytes(out) == before  # reading never writes
+    # --resume rewrites the trajectory file from the tokens
+    again = Sampler(trained_bundle).sample(n_frames=4, n_walkers=2, seed=5, flush_every=2, out=out, resume=True)
+    np.testing.assert_array_equal(again.tokens, done.tokens)
+    traj = md.load(str(out / "trajectory.xtc"), top=str(out / "topology.pdb"))
+    assert traj.n_frames == 8
+    np.testing.assert_allclose(traj.xyz, done.trajectory.xyz, atol=2e-3)
+
+
+def test_rebuild_needs_the_runs_tokenizer(trained_bundle, tmp_path, toy_traj):
+    from toy_tokenizer import ToyTokenizer
+
+    out = tmp_path / "run"
+    done = Sampler(trained_bundle).sample(n_frames=2, n_walkers=1, seed=1, out=out)
+    (out / "trajectory.xtc").write_bytes(b"")
+    params = json.loads((out / "params.json").read_text())
+    params["bundle"] = str(tmp_path / "moved-away")
+    (out / "params.json").write_text(json.dumps(params))
+    with pytest.raises(SamplingError, match="--resume") as info:
+        GeneratedEnsemble.load(out)
+    assert "\n" not in str(info.value)
+    with pytest.raises(SamplingError, match="not the one"):
+        GeneratedEnsemble.load(out, tokenizer=ToyTokenizer(toy_traj.topology, n_bins=8))
+    loaded = GeneratedEnsemble.load(out, tokenizer=trained_bundle.tokenizer)
+    np.testing.assert_allclose(loaded.trajectory.xyz, done.trajectory.xyz, atol=2e-3)
+
+
+def test_mdllm_analyze_reads_an_interrupted_run(trained_bundle, tmp_path, toy_traj, capsys):
+    from mdllm_kit.cli import main
+
+    out = tmp_path / "run"
+    Sampler(trained_bundle).sample(n_frames=5, n_walkers=2, seed=3, out=out)
+    (out / "trajectory.xtc").write_bytes(b"")  # the defect's folder: tokens.npz with frames, an empty xtc
+    toy_traj[:10].save_xtc(str(tmp_path / "train.xtc"))  # 10 frames: no TICA (too few atoms for its features)
+    toy_traj[0].save_pdb(str(tmp_path / "top.pdb"))
+    assert main(["analyze", str(out), "--train", str(tmp_path / "train.xtc"), "--train-top", str(tmp_path / "top.pdb"),
+                 "--ref", f"start={tmp_path / 'top.pdb'}", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_frames"] == 10 and metrics["n_walkers"] == 2

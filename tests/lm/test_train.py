@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -85,3 +86,45 @@ def test_several_trajectories_as_tokens(tmp_path, toy_traj, toy_tok, tiny_model_
                    tiny_train_settings.replace(max_steps=2, loss_frames="last"), progress=False, device="cpu")
     assert bundle.metrics["split"]["n_trajectories"] == 2
     np.testing.assert_array_equal(bundle.seed_tokens, tokens[1][:24][-3:])
+
+
+@pytest.mark.slow
+def test_resume_skips_a_half_written_checkpoint_and_stops_at_max_steps(tmp_path, toy_traj, toy_tok,
+                                                                       tiny_model_settings, tiny_train_settings):
+    settings = tiny_train_settings.replace(max_steps=6, save_steps=2, eval_steps=100)
+    full = train(toy_traj, toy_tok, tmp_path / "full", tiny_model_settings, settings, progress=False, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        train(toy_traj, toy_tok, tmp_path / "cut", tiny_model_settings, settings, progress=False, device="cpu",
+              callbacks=[_Interrupt(4)])
+    ckpts = tmp_path / "cut" / "checkpoints"
+    # a kill while the Trainer wrote checkpoint-6: its weights cut short, no trainer_state.json yet
+    shutil.copytree(ckpts / "checkpoint-4", ckpts / "checkpoint-6")
+    (ckpts / "checkpoint-6" / "trainer_state.json").unlink()
+    weights = ckpts / "checkpoint-6" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    resumed = train(toy_traj, toy_tok, tmp_path / "cut", tiny_model_settings, settings, resume=True,
+                    progress=False, device="cpu")
+    assert resumed.metrics["global_step"] == 6
+    for key, value in full.model.state_dict().items():
+        torch.testing.assert_close(value, resumed.model.state_dict()[key], rtol=1e-5, atol=1e-6)
+    # a kill while the bundle was saved, after the last checkpoint: resuming trains no step past max_steps
+    (tmp_path / "full" / "bundle.json").unlink()
+    again = train(toy_traj, toy_tok, tmp_path / "full", tiny_model_settings, settings, resume=True, progress=False,
+                  device="cpu")
+    assert again.metrics["global_step"] == 6
+    for key, value in full.model.state_dict().items():
+        torch.testing.assert_close(value, again.model.state_dict()[key], rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "full" / "bundle.json").exists()
+
+
+def test_resume_refuses_other_settings_or_data(trained_bundle_dir, toy_traj, toy_tok, tiny_model_settings):
+    from mdllm_kit.lm.config import TrainSettings
+
+    same = TrainSettings(window_frames=3, max_steps=4, batch_size=4, eval_steps=2, save_steps=2, logging_steps=1,
+                         eval_max_windows=4, rmsd_max_frames=4, val_fraction=0.2)
+    with pytest.raises(ModelError, match=r"changed settings \(batch_size: 4 in the run, 2 now\)"):
+        train(toy_traj, toy_tok, trained_bundle_dir, tiny_model_settings, same.replace(batch_size=2), resume=True,
+              progress=False, device="cpu")
+    with pytest.raises(ModelError, match="trajectories differ"):
+        train(toy_traj[:50], toy_tok, trained_bundle_dir, tiny_model_settings, same, resume=True, progress=False,
+              device="cpu")

@@ -20,7 +20,9 @@ fitted on it, then measures
   (``mk.analysis.rmsd_to_references``), the fraction within 2 / 3 / 4 A of
   the closed crystal, the RMSD to the nearest frame of the training
   ensemble, by rollout step, and the fraction of Calpha-Calpha bonds within
-  3.5-4.1 A. The same numbers for the held-out true frames are the
+  3.5-4.1 A, the share of frames valid by ``mk.validity_report`` (no
+  Calpha break or clash) and the per-residue RMSF correlation with the
+  training ensemble. The same numbers for the held-out true frames are the
   reference.
 
 The teacher-forced RMSD is also split into local geometry and anchors
@@ -79,6 +81,10 @@ def structure_stats(traj, refs, ensemble) -> dict:
         out[f"rmsd_to_{name}_A"] = {"min": float(values.min()), "median": float(np.median(values)),
                                     "p90": float(np.percentile(values, 90)), "max": float(values.max())}
     out["fraction_within_closed"] = {f"{t:g}A": float((rmsd["closed"] < t).mean()) for t in CLOSED_THRESHOLDS_A}
+    valid = mk.validity_report(traj)
+    out["validity"] = {k: float(valid[k]) for k in ("frames_without_ca_break", "frames_without_ca_clash",
+                                                     "ca_valid_fraction")}
+    out["rmsf_pearson_r_vs_training"] = float(mk.analysis.rmsf_correlation(traj, ensemble)["pearson_r"])
     return out, rmsd["closed"], nearest
 
 

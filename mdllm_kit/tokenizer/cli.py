@@ -39,7 +39,7 @@ def fit_tokenizer_cli(
     codebook_size: int = 256,
     atoms: str = "auto",
     anchor_stride: int = 8,
-    refine_iterations: int = 2,
+    refine_iterations: int = TokenizerConfig.refine_iterations,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Fit a tokenizer on trajectory files and save it.

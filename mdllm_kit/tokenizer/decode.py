@@ -53,8 +53,10 @@ the mean, and refinement keeps every bond within it."""
 BOND_SIGMAS = 3.0
 """Refinement keeps every bond within this many fitted bond-length spreads of its mean (or
 :data:`BOND_RESET_NM`, whichever is more)."""
-CONVERGED = 1e-6
+CONVERGED = 1e-3
 """Relative fall of a frame's cost in one :func:`refine` iteration below which the frame is done."""
+CONVERGED_ABS = 0.5
+"""Absolute fall of the cost (in squared quantisation errors) below which a frame is done."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ def refine(
         xa, qa, ca_new = step(x[active], q[active], ca, q0[active], target[active])
         x[active], q[active], current[active] = xa, qa, ca_new
         # a frame whose cost no longer falls is done (decided on the frame alone: batch-independent)
-        active = active[ca - ca_new > CONVERGED * ca.abs().clamp_min(1.0)]
+        active = active[ca - ca_new > torch.clamp(CONVERGED * ca.abs(), min=CONVERGED_ABS)]
     return x, q
 
 

@@ -79,8 +79,9 @@ print(bench_lm.machine())
 # The data of the recorded run (`bench_tokenizer.shipped_data`): the tokenizer is fitted on the
 # first 80 % of the closed training run; test sets are (a) the remaining 20 %, held out, and (b)
 # frames of the equilibrium run in the open basin plus the open crystal, a state never seen in
-# fitting. Two decoders: `default` (`StructureTokenizer()`) and `baseline` (the same tokens,
-# rebuilt by plain chain building without anchors, repair or refinement).
+# fitting. Three decoders: `default` (`StructureTokenizer()`: landmark skeleton from the anchors,
+# local chain filled onto it with hinge repair, robust refinement, clash removal), `no_hinges`
+# (without the hinge repair) and `no_refine` (the filled skeleton as it is).
 
 # %%
 import time
@@ -105,9 +106,8 @@ print(data["source"])
 print(f"used here: fit {fit_set.n_frames}, closed {tests['closed'].n_frames}, open {tests['open'].n_frames}, "
       f"noise {noise_set.n_frames} frames")
 
-# the two decoders of the recorded run (the same settings as bench_tokenizer.main)
-methods = {"default": {}, "baseline": {"refine_iterations": 0, "repair_tolerance_nm": None,
-                                       "robust_scale_nm": None, "realign_fraction": None}}
+# the three decoders of the recorded run (the same settings as bench_tokenizer.main)
+methods = {"default": {}, "no_hinges": {"hinge_rounds": 0}, "no_refine": {"refine_iterations": 0, "hinge_rounds": 0}}
 tok_results = {}
 for name, kw in methods.items():
     t0 = time.perf_counter()

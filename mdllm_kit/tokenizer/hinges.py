@@ -5,9 +5,11 @@ the chain after it swings as a rigid body. Against the landmark skeleton
 (fixed by the anchor tokens alone) that shows as a window of four
 consecutive landmarks that the chain cannot be fitted onto. For the worst
 such window of each frame, :func:`repair_hinges` tries every angle and
-dihedral of the window's central segment at every value of a grid (each a
+dihedral inside the window at every value of a grid (each a
 rotation of the window's downstream landmarks about the joint's axis) and
-keeps the one change that fits the window clearly better. Rounds repeat
+keeps the one change that fits the window clearly better; a window no
+single change fixes is skipped until the chain changes (its wrong joint may
+sit in a neighbouring segment, whose own window comes next). Rounds repeat
 up to a fixed number, so a frame with several wrong tokens gets several
 repairs; frames whose windows all fit are left alone, so small spread-out
 noise (every token a little off) is never "repaired".
@@ -25,7 +27,11 @@ __all__ = ["repair_hinges", "window_misfit"]
 
 HINGE_GRID = 72
 """Rotations tried per joint: every 5 degrees."""
-HINGE_GAIN = 0.5
+HINGE_SHORTLIST = 8
+"""Candidates (joint, rotation) kept from the coarse grid for the fine search."""
+FINE_STEPS = torch.linspace(-math.radians(2.5), math.radians(2.5), 6, dtype=torch.float64)
+"""Offsets (rad) around a shortlisted rotation tried in the fine search."""
+HINGE_GAIN = 0.2
 """A repair must bring the window's RMS misfit below this fraction of what it was."""
 
 
@@ -98,17 +104,20 @@ def repair_hinges(
     dev = q0.device
     win = _windows(m, dev)
     lm = landmarks.tolist()
-    # joints of each segment: (packed index, kind) with the rotation moving landmarks after the segment
+    # joints inside each segment's window: (packed index, kind, pivot atom); a joint's rotation moves
+    # the window's landmarks after its pivot
     joints: list[list[tuple[int, str, int]]] = []
     for s in range(m - 1):
-        a, b = lm[s], lm[s + 1]
+        a, b = lm[int(win[s, 0])], lm[int(win[s, -1])]
         js = [(n - 1 + (i - 1), "angle", i) for i in range(max(a, 1), b) if i <= n - 2]
         js += [(2 * n - 3 + (i - 2), "dihedral", i) for i in range(max(a, 2), b) if i <= n - 2]
         joints.append(js)
     width = max(len(js) for js in joints)
     grid = (torch.arange(HINGE_GRID, dtype=q.dtype, device=dev) + 0.5) * (2 * math.pi / HINGE_GRID) - math.pi
+    failed = torch.zeros((f, m - 1), dtype=torch.bool, device=dev)
     for _ in range(rounds):
         mis = window_misfit(chain[:, landmarks], skeleton)
+        mis = torch.where(failed, torch.zeros_like(mis), mis)  # windows no single joint could fix are skipped
         worst, seg = mis.max(dim=1)
         act = torch.nonzero(worst > tolerance).squeeze(-1)
         if act.numel() == 0:
@@ -137,29 +146,45 @@ def repair_hinges(
         moves = (landmarks[wl][:, None, :] > piv[..., None])  # (fa, width, 4): landmark after the pivot
         rot = _rotate(pts[:, None, None], xi[:, :, None, None], axis[:, :, None, None], grid[None, None, :, None])
         cand = torch.where(moves[:, :, None, :, None], rot, pts[:, None, None])  # (fa, width, G, 4, 3)
-        # angles must stay in (min_angle, pi); a rotation about the angle plane's normal changes the angle by
-        # plus or minus its size, so only rotations that keep both signs inside are tried
+        # angles must stay in (min_angle, pi): a rotation by g about the normal (x[i-1] - x[i]) x (x[i+1] - x[i])
+        # turns the angle at x[i] into angle + g
         old = q[act[:, None], idx]  # (fa, width)
-        bad_angle = ~dih[..., None] & ((old[..., None] - grid.abs() < min_angle) | (old[..., None] + grid.abs() > math.pi - 1e-3))
+        new_angle = old[..., None] + grid
+        bad_angle = ~dih[..., None] & ((new_angle < min_angle) | (new_angle > math.pi - 1e-3))
         # candidates are ranked by the window's pair distances (no fit needed), the best one checked by a rigid fit
         ia, ic = torch.triu_indices(4, 4, offset=1, device=dev)
         d_c = torch.linalg.vector_norm(cand[..., ic, :] - cand[..., ia, :], dim=-1)  # (fa, width, G, 6)
         d_s = torch.linalg.vector_norm(target[:, ic] - target[:, ia], dim=-1)  # (fa, 6)
         score = ((d_c - d_s[:, None, None]) ** 2).mean(-1)
         score = torch.where(ok[..., None] & ~bad_angle, score, torch.full_like(score, math.inf))
-        pick = score.reshape(fa, -1).argmin(dim=1)
-        chosen = cand.reshape(fa, -1, 4, 3)[torch.arange(fa, device=dev), pick]
-        fit = rigid_fit(chosen, target)[2]
-        accept = fit < HINGE_GAIN * worst[act]
+        # the best few by distances are refined on a finer grid of angles and judged by a rigid fit
+        top = score.reshape(fa, -1).topk(min(HINGE_SHORTLIST, score[0].numel()), dim=1, largest=False).indices
+        j_top, g_top = top // HINGE_GRID, top % HINGE_GRID  # (fa, t)
+        fine = grid[g_top][..., None] + FINE_STEPS.to(grid)  # (fa, t, s)
+        rows2 = torch.arange(fa, device=dev)[:, None]
+        o_t, ax_t = xi[rows2, j_top], axis[rows2, j_top]  # (fa, t, 3)
+        rot_t = _rotate(pts[:, None, None], o_t[:, :, None, None], ax_t[:, :, None, None], fine[..., None])
+        mv_t = moves[rows2, j_top]  # (fa, t, 4)
+        cand_t = torch.where(mv_t[:, :, None, :, None], rot_t, pts[:, None, None])  # (fa, t, s, 4, 3)
+        fit = rigid_fit(cand_t.reshape(-1, 4, 3), target[:, None, None].expand_as(cand_t).reshape(-1, 4, 3))[2]
+        fit = fit.reshape(fa, -1)
+        old_t = old[rows2, j_top][..., None]
+        bad_t = ~dih[rows2, j_top][..., None] & ((old_t + fine < min_angle) | (old_t + fine > math.pi - 1e-3))
+        fit = torch.where(bad_t.reshape(fa, -1) | ~torch.isfinite(score.reshape(fa, -1).gather(1, top)).repeat_interleave(
+            FINE_STEPS.numel(), dim=1), torch.full_like(fit, math.inf), fit)
+        best_fit, best_k = fit.min(dim=1)
+        accept = best_fit < HINGE_GAIN * worst[act]
+        failed[act[~accept], seg[act[~accept]]] = True
         if not bool(accept.any()):
-            break
-        best_indices = pick
+            continue
         r_acc = torch.nonzero(accept).squeeze(-1)
-        j_best, g_best = best_indices[r_acc] // HINGE_GRID, best_indices[r_acc] % HINGE_GRID
+        t_best, s_best = best_k[r_acc] // FINE_STEPS.numel(), best_k[r_acc] % FINE_STEPS.numel()
+        j_best = j_top[r_acc, t_best]
         fr = act[r_acc]
+        failed[fr] = False  # the chain changed: every window may be tried again
         # apply as a rigid rotation of the chain after the pivot, then read the joint's new value off it
         xa = chain[fr]
-        o, ax, ang = xi[r_acc, j_best], axis[r_acc, j_best], grid[g_best]
+        o, ax, ang = xi[r_acc, j_best], axis[r_acc, j_best], fine[r_acc, t_best, s_best]
         after = torch.arange(n, device=dev)[None] > piv[r_acc, j_best][:, None]
         moved = _rotate(xa, o[:, None], ax[:, None], ang[:, None])
         xa = torch.where(after[..., None], moved, xa)

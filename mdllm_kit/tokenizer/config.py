@@ -97,7 +97,7 @@ class TokenizerConfig:
     prior_scale: float = 2.0
     clash_floor_nm: float | None = None
     clash_iterations: int = 100
-    hinge_tolerance_nm: float = 0.15
+    hinge_tolerance_nm: float = 0.1
     hinge_rounds: int = 4
     batch_size: int = 256
     device: str = "auto"

@@ -249,3 +249,24 @@ def test_large_backbone_protein_decodes_with_two_threads():
 def test_decoder_config_is_validated(kwargs):
     with pytest.raises(TokenizerError):
         TokenizerConfig(**kwargs)
+
+
+def test_hinge_repair_restores_one_wrong_joint_and_leaves_clean_chains(refs):
+    from mdllm_kit.tokenizer.hinges import repair_hinges
+
+    ca = refs["open"].atom_slice(refs["open"].topology.select("name CA"))
+    x = torch.as_tensor(ca.xyz, dtype=torch.float64)
+    n = x.shape[1]
+    q_true = torch.cat(internal_coordinates(x), dim=1)
+    lm = torch.unique(torch.as_tensor(anchor_pairs(n, 8, (1, 2, 3, 4))))
+    skeleton = x[:, lm]
+    wrong = q_true.clone()
+    wrong[0, 2 * n - 3 + 100] += 1.5  # dihedral 100 off by 86 degrees
+    wrong[0, n - 1 + 147] -= 0.5  # angle at residue 148 (mid-segment) off by 29 degrees
+    both = torch.cat((wrong, q_true))
+    q, chain = repair_hinges(both, skeleton.expand(2, -1, -1), lm, 0.1, 4, math.radians(50))
+    dq = q[0] - q_true[0]
+    dq[2 * n - 3 :] = torch.remainder(dq[2 * n - 3 :] + math.pi, 2 * math.pi) - math.pi
+    assert dq.abs().max() < math.radians(1.0)  # both joints found, values within the 1-degree fine grid
+    torch.testing.assert_close(q[1], q_true[0])  # a consistent chain is not touched
+    assert rmsd_per_frame(chain.numpy().astype(np.float32), ca.xyz)[0] < 0.2

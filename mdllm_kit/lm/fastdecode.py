@@ -15,6 +15,11 @@ exactly (``model_type`` ``mistral``, ``llama`` or the frame-aware
 than the context, no attention bias or q/k norms); the sampler falls back to
 the HF forward otherwise. ``tests/lm/test_fastdecode.py`` checks it against
 the HF forward.
+
+For bf16 sampling the model passed in is a bf16 copy (its KV cache is then
+bf16 too: half the bytes read per step) and ``head`` is the fp32 output
+layer of the original, so the logits that sampling sees are computed in fp32
+from the bf16 hidden state.
 """
 from __future__ import annotations
 
@@ -45,11 +50,18 @@ class StaticDecoder:
         Sequences decoded together (walkers).
     max_len : int
         Longest sequence (prefill + generated tokens).
+    head : torch.nn.Module, optional
+        Output layer that turns the final normed hidden state into logits
+        (default: ``model.lm_head``); the hidden state is cast to its weight's
+        dtype, so an fp32 ``head`` gives fp32 logits from a bf16 ``model``.
     """
 
-    def __init__(self, model: Any, batch: int, max_len: int) -> None:
+    def __init__(self, model: Any, batch: int, max_len: int, head: torch.nn.Module | None = None) -> None:
         cfg = model.config
         self.model = model
+        self.head = head if head is not None else model.lm_head
+        head_dtype = next(self.head.parameters()).dtype
+        self._head_dtype = head_dtype if head_dtype.is_floating_point else None  # quantised head: as it is
         self.base = model.model
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
@@ -128,4 +140,5 @@ class StaticDecoder:
             x = x + attn.o_proj(o.transpose(1, 2).reshape(b, t, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         self.length = end
-        return self.model.lm_head(self.base.norm(x[:, -1]))
+        h = self.base.norm(x[:, -1])
+        return self.head(h if self._head_dtype is None else h.to(self._head_dtype))

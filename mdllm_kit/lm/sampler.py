@@ -43,6 +43,7 @@ Output folder (written as frames are generated, every ``flush_every`` frames)::
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import json
 import logging
@@ -61,6 +62,7 @@ from ..errors import SamplingError
 from .bundle import ModelBundle
 from .config import SamplingSettings
 from .fastdecode import StaticDecoder
+from .precision import resolve_precision
 
 __all__ = ["GeneratedEnsemble", "Sampler"]
 
@@ -133,6 +135,15 @@ def _num_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _bf16_copy(model: Any) -> Any:
+    """A bf16 copy of an fp32/fp16 model in eval mode; the model itself when it is bf16 already or quantised."""
+    dtypes = {p.dtype for p in model.parameters()}
+    if dtypes == {torch.bfloat16} or not all(d.is_floating_point for d in dtypes) or \
+            getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        return model
+    return copy.deepcopy(model).to(torch.bfloat16).eval()
+
+
 def _cache_of(output: Any) -> Any:
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
@@ -199,9 +210,19 @@ class Sampler:
         Use :class:`~mdllm_kit.lm.fastdecode.StaticDecoder` (preallocated
         KV cache, no per-call HF bookkeeping) when it supports the model;
         ``False`` always uses the HF forward with a ``DynamicCache``.
+    precision : {"auto", "bf16", "fp32"}
+        Arithmetic of the model's forward passes. ``"bf16"``: the lean decoder
+        runs a bf16 copy of an fp32 model with a bf16 KV cache (the HF
+        forward runs under ``torch.autocast``), and the logits are computed in
+        fp32 by the original output layer, so temperature, top-k, top-p and
+        the log-likelihoods work on fp32 numbers. ``"auto"``: bf16 where the
+        device has native bf16 arithmetic (see
+        :func:`~mdllm_kit.lm.precision.resolve_precision`), fp32 otherwise
+        (said in the log). A model that is already bf16 is used as it is.
     """
 
-    def __init__(self, bundle: ModelBundle, decode_threads: int | None = None, fast: bool = True) -> None:
+    def __init__(self, bundle: ModelBundle, decode_threads: int | None = None, fast: bool = True,
+                 precision: str = "auto") -> None:
         self.bundle = bundle
         self.codec = bundle.codec
         self.model = bundle.model.eval()
@@ -217,6 +238,8 @@ class Sampler:
         self.fast = fast
         self._decoder: Any = None
         self._previous_frame_input = bool(getattr(self.model, "uses_previous_frame", False))
+        self.precision = resolve_precision(precision, self.device, "sampling")
+        self._compute_model: Any = None  # what the lean decoder runs: the model or its bf16 copy (made once)
 
     # ------------------------------------------------------------------ helpers
     def _seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
@@ -276,27 +299,36 @@ class Sampler:
         else:
             prev = lambda j: {}  # noqa: E731
         if self.fast and StaticDecoder.supports(self.model, max_len):
+            if self._compute_model is None:
+                self._compute_model = _bf16_copy(self.model) if self.precision == "bf16" else self.model
             if self._decoder is None or self._decoder.batch != k or self._decoder.max_len < max_len:
-                self._decoder = StaticDecoder(self.model, k, max_len)
+                self._decoder = StaticDecoder(self._compute_model, k, max_len, head=self.model.lm_head)
             decoder = self._decoder
             logits = decoder.forward(ids, reset=True)
             step = lambda tok, j: decoder.forward(tok[:, None], **prev(j))  # noqa: E731
         else:
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            with self._autocast():
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             state = {"cache": _cache_of(out)}
-            logits = out.logits[:, -1]
+            logits = out.logits[:, -1].float()
 
             def step(tok: torch.Tensor, j: int) -> torch.Tensor:
-                out = self.model(input_ids=tok[:, None], use_cache=True, **{self._cache_arg: state["cache"]},
-                                 **prev(j))
+                with self._autocast():
+                    out = self.model(input_ids=tok[:, None], use_cache=True, **{self._cache_arg: state["cache"]},
+                                     **prev(j))
                 state["cache"] = _cache_of(out)
-                return out.logits[:, -1]
+                return out.logits[:, -1].float()
 
         tokens = torch.empty((k, c.tokens_per_frame), dtype=torch.long, device=self.device)
         loglik = torch.zeros(k, dtype=torch.float64, device=self.device)
         with _num_threads(self.decode_threads):
             self._decode(logits, step, tokens, loglik, settings, gen)
         return tokens.cpu().numpy(), loglik.cpu().numpy()
+
+    def _autocast(self) -> Any:
+        """bf16 autocast for the HF forward when sampling in bf16 (a no-op context otherwise)."""
+        enabled = self.precision == "bf16" and next(self.model.parameters()).dtype != torch.bfloat16
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _decode(self, logits: torch.Tensor, step: Any, tokens: torch.Tensor, loglik: torch.Tensor,
                 settings: SamplingSettings, gen: torch.Generator) -> None:

@@ -212,10 +212,11 @@ class Sampler:
         ``False`` always uses the HF forward with a ``DynamicCache``.
     precision : {"auto", "bf16", "fp32"}
         Arithmetic of the model's forward passes. ``"bf16"``: the lean decoder
-        runs a bf16 copy of an fp32 model with a bf16 KV cache (the HF
-        forward runs under ``torch.autocast``), and the logits are computed in
-        fp32 by the original output layer, so temperature, top-k, top-p and
-        the log-likelihoods work on fp32 numbers. ``"auto"``: bf16 where the
+        runs the prefills in a bf16 copy of an fp32 model, keeps a bf16 KV
+        cache and (on GPU) runs the single-token steps in bf16 too; the HF
+        forward runs under ``torch.autocast``. The logits are computed in fp32
+        by the original output layer, so temperature, top-k, top-p and the
+        log-likelihoods work on fp32 numbers. ``"auto"``: bf16 where the
         device has native bf16 arithmetic (see
         :func:`~mdllm_kit.lm.precision.resolve_precision`), fp32 otherwise
         (said in the log). A model that is already bf16 is used as it is.
@@ -239,7 +240,7 @@ class Sampler:
         self._decoder: Any = None
         self._previous_frame_input = bool(getattr(self.model, "uses_previous_frame", False))
         self.precision = resolve_precision(precision, self.device, "sampling")
-        self._compute_model: Any = None  # what the lean decoder runs: the model or its bf16 copy (made once)
+        self._compute_model: Any = None  # bf16 copy of the model for the lean decoder (made once, if needed)
 
     # ------------------------------------------------------------------ helpers
     def _seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
@@ -299,10 +300,8 @@ class Sampler:
         else:
             prev = lambda j: {}  # noqa: E731
         if self.fast and StaticDecoder.supports(self.model, max_len):
-            if self._compute_model is None:
-                self._compute_model = _bf16_copy(self.model) if self.precision == "bf16" else self.model
             if self._decoder is None or self._decoder.batch != k or self._decoder.max_len < max_len:
-                self._decoder = StaticDecoder(self._compute_model, k, max_len, head=self.model.lm_head)
+                self._decoder = self._static_decoder(k, max_len)
             decoder = self._decoder
             logits = decoder.forward(ids, reset=True)
             step = lambda tok, j: decoder.forward(tok[:, None], **prev(j))  # noqa: E731
@@ -324,6 +323,26 @@ class Sampler:
         with _num_threads(self.decode_threads):
             self._decode(logits, step, tokens, loglik, settings, gen)
         return tokens.cpu().numpy(), loglik.cpu().numpy()
+
+    def _static_decoder(self, batch: int, max_len: int) -> StaticDecoder:
+        """The lean decoder in this sampler's precision.
+
+        fp32: the model as it is. bf16: the prefills run a bf16 copy of the
+        model (thousands of rows per matrix product: bf16 matrix units pay),
+        the KV cache is bf16 (half the bytes read per step), and the logits
+        come from the fp32 output layer. The single-token steps run the bf16
+        copy on a GPU and the fp32 model on a CPU, where bf16 products of
+        16-64 rows are no faster than fp32 (``BENCHMARKS.md``).
+        """
+        if self.precision != "bf16":
+            return StaticDecoder(self.model, batch, max_len)
+        if self._compute_model is None:
+            self._compute_model = _bf16_copy(self.model)
+        head = self.model.lm_head
+        if self.device.type == "cpu":
+            return StaticDecoder(self.model, batch, max_len, head=head, cache_dtype=torch.bfloat16,
+                                 prefill_model=self._compute_model)
+        return StaticDecoder(self._compute_model, batch, max_len, head=head)
 
     def _autocast(self) -> Any:
         """bf16 autocast for the HF forward when sampling in bf16 (a no-op context otherwise)."""

@@ -171,6 +171,6 @@ def add_lm_commands(subparsers: Any) -> None:
     sa.add_argument("--resume", action="store_true", help="continue the run in OUT")
     sa.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
     sa.add_argument("--precision", choices=PRECISIONS, default="auto",
-                    help="auto: bf16 model copy with fp32 logits where the device has native bf16, else fp32")
+                    help="auto: bf16 prefill and KV cache, fp32 logits, where the device has native bf16; else fp32")
     sa.add_argument("--no-progress", action="store_true", help="no progress bar")
     sa.set_defaults(func=_cmd_sample)

@@ -413,7 +413,7 @@ class Sampler:
         loglik = np.empty((k, 0), dtype=np.float64)
         params = {"settings": s.to_dict(), "context_frames": context,
                   "bundle": str(self.bundle.path) if self.bundle.path else None,
-                  "tokenizer_fingerprint": str(self.bundle.tokenizer.fingerprint),
+                  "tokenizer_fingerprint": str(self.bundle.tokenizer.fingerprint), "precision": self.precision,
                   "frame_order": "frame-major: frame i of walker k is trajectory frame i * n_walkers + k"}
         writer = _Writer(Path(out), self.bundle.tokenizer) if out is not None else None
         if writer is not None:
@@ -500,6 +500,10 @@ class _Writer:
                 old["context_frames"] != params["context_frames"]:
             raise SamplingError(f"the settings differ from those of the run in {self.directory} "
                                 f"({old['settings']}); continue it with the same settings (only n_frames may grow)")
+        if old.get("precision", params.get("precision")) != params.get("precision"):
+            logger.warning("the run in %s was sampled in %s, this continuation runs in %s: its frames will not be "
+                           "exactly those of an uninterrupted run (pass precision=%r to match)", self.directory,
+                           old["precision"], params.get("precision"), old["precision"])
         with np.load(self.directory / "tokens.npz") as data:
             seed_saved = data["seed_tokens"].astype(np.int64)
             tokens, loglik = data["tokens"].astype(np.int64), data["log_likelihood"]

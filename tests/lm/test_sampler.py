@@ -130,3 +130,15 @@ def test_bf16_sampling_is_valid_and_deterministic(trained_bundle, toy_tok):
     assert next(trained_bundle.model.parameters()).dtype == torch.float32
     slow = Sampler(trained_bundle, precision="bf16", fast=False).sample(n_frames=3, n_walkers=2, seed=4)
     assert _valid(slow.tokens.reshape(-1, toy_tok.tokens_per_frame), toy_tok)
+
+
+def test_continuation_in_another_precision_is_warned_about(trained_bundle, tmp_path, caplog):
+    import logging
+
+    Sampler(trained_bundle, precision="fp32").sample(n_frames=1, n_walkers=2, seed=4, out=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "params.json").read_text())["precision"] == "fp32"
+    with caplog.at_level(logging.WARNING, logger="mdllm_kit.lm.sampler"):
+        ens = Sampler(trained_bundle, precision="bf16").sample(n_frames=2, n_walkers=2, seed=4, out=tmp_path / "run",
+                                                               resume=True)
+    assert ens.n_frames == 2
+    assert "sampled in fp32" in caplog.text

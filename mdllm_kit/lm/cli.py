@@ -50,7 +50,7 @@ def train_command(trajectories: Sequence[str], tokenizer_dir: str, out: str, *, 
 
 def sample_command(bundle_dir: str, out: str, *, settings: Any = None, seed_structures: str | None = None,
                    seed_top: str | None = None, resume: bool = False, progress: bool = True,
-                   device: str | None = None) -> int:
+                   device: str | None = None, precision: str = "auto") -> int:
     """Load a bundle, sample into ``out`` and print a summary; returns 0."""
     from .bundle import load_bundle
     from .sampler import Sampler
@@ -61,7 +61,8 @@ def sample_command(bundle_dir: str, out: str, *, settings: Any = None, seed_stru
         from ..loading import load_trajectory
 
         seed = load_trajectory(seed_structures, top=seed_top)
-    ensemble = Sampler(bundle).sample(settings, seed_frames=seed, out=out, resume=resume, progress=progress)
+    ensemble = Sampler(bundle, precision=precision).sample(settings, seed_frames=seed, out=out, resume=resume,
+                                                           progress=progress)
     print(f"{ensemble.n_walkers} walker(s) x {ensemble.n_frames} frames -> {Path(out) / 'trajectory.xtc'}")
     print(f"mean log-likelihood per frame: {ensemble.log_likelihood.mean():.4g}")
     return 0
@@ -78,7 +79,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = TrainSettings(window_frames=args.window, stride=args.stride, val_fraction=args.val_fraction,
                              loss_frames=args.loss_frames, max_steps=args.max_steps, batch_size=args.batch_size,
                              grad_accum=args.grad_accum, learning_rate=args.lr, eval_steps=args.eval_steps,
-                             save_steps=args.save_steps, logging_steps=args.logging_steps, seed=args.seed)
+                             save_steps=args.save_steps, logging_steps=args.logging_steps, seed=args.seed,
+                             precision=args.precision)
     return train_command(args.traj, args.tokenizer, args.out, top=args.top, selection=args.selection,
                          stride_frames=args.frame_stride, model_settings=model, train_settings=settings,
                          resume=args.resume, progress=not args.no_progress, device=args.device)
@@ -92,12 +94,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                                 seed=args.seed, flush_every=args.flush_every)
     return sample_command(args.bundle, args.out, settings=settings, seed_structures=args.seed_structures,
                           seed_top=args.seed_top, resume=args.resume, progress=not args.no_progress,
-                          device=args.device)
+                          device=args.device, precision=args.precision)
 
 
 def add_lm_commands(subparsers: Any) -> None:
     """Register ``train`` and ``sample`` on an ``argparse`` sub-parser collection."""
     from .config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
+    from .precision import PRECISIONS
 
     m, t, lo, s = ModelSettings(), TrainSettings(), LoraSettings(), SamplingSettings()
     tr = subparsers.add_parser(
@@ -141,6 +144,8 @@ def add_lm_commands(subparsers: Any) -> None:
     tr.add_argument("--lora-dropout", type=float, default=lo.dropout, help="LoRA dropout")
     tr.add_argument("--load-in-4bit", action="store_true", help="4-bit base weights (bitsandbytes, GPU)")
     tr.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
+    tr.add_argument("--precision", choices=PRECISIONS, default=t.precision,
+                    help="auto: bf16 mixed precision on a GPU with bf16 or a CPU with AMX / AVX-512 BF16, else fp32")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
@@ -165,5 +170,7 @@ def add_lm_commands(subparsers: Any) -> None:
     sa.add_argument("--seed-top", default=None, help="topology for --seed-structures")
     sa.add_argument("--resume", action="store_true", help="continue the run in OUT")
     sa.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
+    sa.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="auto: bf16 prefill and KV cache, fp32 logits, where the device has native bf16; else fp32")
     sa.add_argument("--no-progress", action="store_true", help="no progress bar")
     sa.set_defaults(func=_cmd_sample)

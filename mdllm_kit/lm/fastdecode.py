@@ -15,6 +15,11 @@ exactly (``model_type`` ``mistral``, ``llama`` or the frame-aware
 than the context, no attention bias or q/k norms); the sampler falls back to
 the HF forward otherwise. ``tests/lm/test_fastdecode.py`` checks it against
 the HF forward.
+
+For bf16 sampling the model passed in is a bf16 copy (its KV cache is then
+bf16 too: half the bytes read per step) and ``head`` is the fp32 output
+layer of the original, so the logits that sampling sees are computed in fp32
+from the bf16 hidden state.
 """
 from __future__ import annotations
 
@@ -45,11 +50,29 @@ class StaticDecoder:
         Sequences decoded together (walkers).
     max_len : int
         Longest sequence (prefill + generated tokens).
+    head : torch.nn.Module, optional
+        Output layer that turns the final normed hidden state into logits
+        (default: ``model.lm_head``); the hidden state is cast to its weight's
+        dtype, so an fp32 ``head`` gives fp32 logits from a bf16 ``model``.
+    cache_dtype : torch.dtype, optional
+        dtype of the KV cache (default: the model's). A bf16 cache under an
+        fp32 model halves the bytes each decode step reads; the single-token
+        attention then runs in bf16 (query cast, output cast back), the
+        prefill attention in the model's dtype.
+    prefill_model : transformers.PreTrainedModel, optional
+        The same model in another dtype (a bf16 copy) that runs the prefills
+        (``start == 0``: thousands of rows per matrix product, where bf16
+        matrix units pay), while the single-token steps run ``model``.
     """
 
-    def __init__(self, model: Any, batch: int, max_len: int) -> None:
+    def __init__(self, model: Any, batch: int, max_len: int, head: torch.nn.Module | None = None,
+                 cache_dtype: torch.dtype | None = None, prefill_model: Any = None) -> None:
         cfg = model.config
         self.model = model
+        self.prefill_model = prefill_model
+        self.head = head if head is not None else model.lm_head
+        head_dtype = next(self.head.parameters()).dtype
+        self._head_dtype = head_dtype if head_dtype.is_floating_point else None  # quantised head: as it is
         self.base = model.model
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
@@ -57,6 +80,7 @@ class StaticDecoder:
         param = next(model.parameters())
         shape = (batch, self.n_kv, max_len, self.head_dim)
         dtype = param.dtype if param.dtype.is_floating_point else torch.bfloat16
+        dtype = cache_dtype or dtype
         self.keys = [torch.zeros(shape, dtype=dtype, device=param.device) for _ in self.base.layers]
         self.values = [torch.zeros(shape, dtype=dtype, device=param.device) for _ in self.base.layers]
         self.batch, self.max_len, self.length = batch, max_len, 0
@@ -96,14 +120,16 @@ class StaticDecoder:
         if end > self.max_len or b != self.batch:
             raise ValueError(f"StaticDecoder holds {self.batch} x {self.max_len} tokens; got {b} x {end}")
         positions = torch.arange(start, end, device=input_ids.device)[None].expand(b, t)
-        if hasattr(self.model, "frame_position_embeddings"):  # FrameMistralForCausalLM: token + frame embeddings
-            x = self.model.embed(input_ids, positions, previous_frame_ids)
+        model = self.prefill_model if start == 0 and self.prefill_model is not None else self.model
+        base = model.model
+        if hasattr(model, "frame_position_embeddings"):  # FrameMistralForCausalLM: token + frame embeddings
+            x = model.embed(input_ids, positions, previous_frame_ids)
         else:
-            x = self.base.embed_tokens(input_ids)
-        cos, sin = self.base.rotary_emb(x, positions)
+            x = base.embed_tokens(input_ids)
+        cos, sin = base.rotary_emb(x, positions)
         cos, sin = cos[:, None], sin[:, None]
         groups = self.n_heads // self.n_kv
-        for i, layer in enumerate(self.base.layers):
+        for i, layer in enumerate(base.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
             q = attn.q_proj(h).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
@@ -111,7 +137,7 @@ class StaticDecoder:
             v = attn.v_proj(h).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            self.keys[i][:, :, start:end] = k
+            self.keys[i][:, :, start:end] = k  # (cast to the cache dtype)
             self.values[i][:, :, start:end] = v
             keys, values = self.keys[i][:, :, :end], self.values[i][:, :, :end]
             if start == 0:  # prefill: causal attention within the new tokens (fused SDPA kernel)
@@ -123,9 +149,11 @@ class StaticDecoder:
                     raise ValueError("after the prefill, StaticDecoder takes one token at a time")
                 # one query per sequence: fold the query heads of each KV head into rows, so the cached
                 # keys/values are read in place (no GQA expansion, no copy of the strided cache view)
-                qg = q.reshape(b, self.n_kv, groups, self.head_dim)
-                o = F.scaled_dot_product_attention(qg, keys, values).reshape(b, self.n_heads, 1, self.head_dim)
+                qg = q.reshape(b, self.n_kv, groups, self.head_dim).to(keys.dtype)
+                o = F.scaled_dot_product_attention(qg, keys, values).to(x.dtype)
+                o = o.reshape(b, self.n_heads, 1, self.head_dim)
             x = x + attn.o_proj(o.transpose(1, 2).reshape(b, t, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         self.length = end
-        return self.model.lm_head(self.base.norm(x[:, -1]))
+        h = base.norm(x[:, -1])
+        return self.head(h if self._head_dtype is None else h.to(self._head_dtype))

@@ -49,6 +49,7 @@ killed between the two writes leaves them short or cut, and
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import json
 import logging
@@ -68,6 +69,7 @@ from ..errors import SamplingError
 from .bundle import ModelBundle
 from .config import SamplingSettings
 from .fastdecode import StaticDecoder
+from .precision import resolve_precision
 
 __all__ = ["GeneratedEnsemble", "Sampler"]
 
@@ -250,6 +252,15 @@ def _num_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _bf16_copy(model: Any) -> Any:
+    """A bf16 copy of an fp32/fp16 model in eval mode; the model itself when it is bf16 already or quantised."""
+    dtypes = {p.dtype for p in model.parameters()}
+    if dtypes == {torch.bfloat16} or not all(d.is_floating_point for d in dtypes) or \
+            getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        return model
+    return copy.deepcopy(model).to(torch.bfloat16).eval()
+
+
 def _cache_of(output: Any) -> Any:
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
@@ -316,9 +327,20 @@ class Sampler:
         Use :class:`~mdllm_kit.lm.fastdecode.StaticDecoder` (preallocated
         KV cache, no per-call HF bookkeeping) when it supports the model;
         ``False`` always uses the HF forward with a ``DynamicCache``.
+    precision : {"auto", "bf16", "fp32"}
+        Arithmetic of the model's forward passes. ``"bf16"``: the lean decoder
+        runs the prefills in a bf16 copy of an fp32 model, keeps a bf16 KV
+        cache and (on GPU) runs the single-token steps in bf16 too; the HF
+        forward runs under ``torch.autocast``. The logits are computed in fp32
+        by the original output layer, so temperature, top-k, top-p and the
+        log-likelihoods work on fp32 numbers. ``"auto"``: bf16 where the
+        device has native bf16 arithmetic (see
+        :func:`~mdllm_kit.lm.precision.resolve_precision`), fp32 otherwise
+        (said in the log). A model that is already bf16 is used as it is.
     """
 
-    def __init__(self, bundle: ModelBundle, decode_threads: int | None = None, fast: bool = True) -> None:
+    def __init__(self, bundle: ModelBundle, decode_threads: int | None = None, fast: bool = True,
+                 precision: str = "auto") -> None:
         self.bundle = bundle
         self.codec = bundle.codec
         self.model = bundle.model.eval()
@@ -334,6 +356,8 @@ class Sampler:
         self.fast = fast
         self._decoder: Any = None
         self._previous_frame_input = bool(getattr(self.model, "uses_previous_frame", False))
+        self.precision = resolve_precision(precision, self.device, "sampling")
+        self._compute_model: Any = None  # bf16 copy of the model for the lean decoder (made once, if needed)
 
     # ------------------------------------------------------------------ helpers
     def _seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
@@ -394,26 +418,53 @@ class Sampler:
             prev = lambda j: {}  # noqa: E731
         if self.fast and StaticDecoder.supports(self.model, max_len):
             if self._decoder is None or self._decoder.batch != k or self._decoder.max_len < max_len:
-                self._decoder = StaticDecoder(self.model, k, max_len)
+                self._decoder = self._static_decoder(k, max_len)
             decoder = self._decoder
             logits = decoder.forward(ids, reset=True)
             step = lambda tok, j: decoder.forward(tok[:, None], **prev(j))  # noqa: E731
         else:
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            with self._autocast():
+                out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             state = {"cache": _cache_of(out)}
-            logits = out.logits[:, -1]
+            logits = out.logits[:, -1].float()
 
             def step(tok: torch.Tensor, j: int) -> torch.Tensor:
-                out = self.model(input_ids=tok[:, None], use_cache=True, **{self._cache_arg: state["cache"]},
-                                 **prev(j))
+                with self._autocast():
+                    out = self.model(input_ids=tok[:, None], use_cache=True, **{self._cache_arg: state["cache"]},
+                                     **prev(j))
                 state["cache"] = _cache_of(out)
-                return out.logits[:, -1]
+                return out.logits[:, -1].float()
 
         tokens = torch.empty((k, c.tokens_per_frame), dtype=torch.long, device=self.device)
         loglik = torch.zeros(k, dtype=torch.float64, device=self.device)
         with _num_threads(self.decode_threads):
             self._decode(logits, step, tokens, loglik, settings, gen)
         return tokens.cpu().numpy(), loglik.cpu().numpy()
+
+    def _static_decoder(self, batch: int, max_len: int) -> StaticDecoder:
+        """The lean decoder in this sampler's precision.
+
+        fp32: the model as it is. bf16: the prefills run a bf16 copy of the
+        model (thousands of rows per matrix product: bf16 matrix units pay),
+        the KV cache is bf16 (half the bytes read per step), and the logits
+        come from the fp32 output layer. The single-token steps run the bf16
+        copy on a GPU and the fp32 model on a CPU, where bf16 products of
+        16-64 rows are no faster than fp32 (``BENCHMARKS.md``).
+        """
+        if self.precision != "bf16":
+            return StaticDecoder(self.model, batch, max_len)
+        if self._compute_model is None:
+            self._compute_model = _bf16_copy(self.model)
+        head = self.model.lm_head
+        if self.device.type == "cpu":
+            return StaticDecoder(self.model, batch, max_len, head=head, cache_dtype=torch.bfloat16,
+                                 prefill_model=self._compute_model)
+        return StaticDecoder(self._compute_model, batch, max_len, head=head)
+
+    def _autocast(self) -> Any:
+        """bf16 autocast for the HF forward when sampling in bf16 (a no-op context otherwise)."""
+        enabled = self.precision == "bf16" and next(self.model.parameters()).dtype != torch.bfloat16
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _decode(self, logits: torch.Tensor, step: Any, tokens: torch.Tensor, loglik: torch.Tensor,
                 settings: SamplingSettings, gen: torch.Generator) -> None:
@@ -480,7 +531,7 @@ class Sampler:
         params = {"settings": s.to_dict(), "context_frames": context,
                   "bundle": str(Path(self.bundle.path).resolve()) if self.bundle.path else None,
                   "bundle_id": self.bundle.bundle_id,
-                  "tokenizer_fingerprint": str(self.bundle.tokenizer.fingerprint),
+                  "tokenizer_fingerprint": str(self.bundle.tokenizer.fingerprint), "precision": self.precision,
                   "frame_order": "frame-major: frame i of walker k is trajectory frame i * n_walkers + k"}
         writer = _Writer(Path(out), self.bundle.tokenizer) if out is not None else None
         if writer is not None:
@@ -595,6 +646,10 @@ class _Writer:
         if seed_saved is None or seed_saved.shape[0] != tokens.shape[0]:
             raise SamplingError(f"{self.directory / 'tokens.npz'} has no seed frames for its walkers; it cannot be "
                                 "continued: sample again into a new folder")
+        if old.get("precision", params.get("precision")) != params.get("precision"):
+            logger.warning("the run in %s was sampled in %s, this continuation runs in %s: its frames will not be "
+                           "exactly those of an uninterrupted run (pass precision=%r to match)", self.directory,
+                           old["precision"], params.get("precision"), old["precision"])
         if tokens.shape[1] > _n_frames(params):
             raise SamplingError(f"{self.directory} already holds {tokens.shape[1]} frames per walker, more than "
                                 f"n_frames={_n_frames(params)}; pass n_frames >= {tokens.shape[1]} (--n-frames) to "

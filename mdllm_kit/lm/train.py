@@ -29,6 +29,7 @@ from .config import ModelSettings, TrainSettings
 from .data import make_datasets
 from .evaluate import constrained_frame_argmax
 from .model import count_parameters, prepare_model
+from .precision import resolve_precision
 
 __all__ = ["encode_trajectories", "train"]
 
@@ -66,7 +67,7 @@ def _training_arguments(out: Path, s: TrainSettings, has_eval: bool, use_gpu: bo
                         use_cpu: bool) -> Any:
     from transformers import TrainingArguments
 
-    bf16 = use_gpu and torch.cuda.is_bf16_supported() if s.bf16 is None else s.bf16
+    bf16 = resolve_precision(s.requested_precision, "cuda" if use_gpu else "cpu", "training") == "bf16"
     checkpointing = use_gpu if s.gradient_checkpointing is None else s.gradient_checkpointing
     kwargs: dict[str, Any] = dict(
         output_dir=str(out / CHECKPOINT_DIR), max_steps=s.max_steps,
@@ -334,6 +335,7 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
         "split": info.__dict__, "tokens_per_window": train_ds.seq_len,
         "parameters": {"trainable": trainable, "total": total},
         "finetune": "lora" if model_settings.use_lora else "full",
+        "precision": "bf16" if args.bf16 else "fp32",
         "train": train_metrics,
         "train_tokens_per_s": tokens / seconds if seconds > 0 else None,
         "global_step": trainer.state.global_step, "world_size": world,

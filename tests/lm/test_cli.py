@@ -1,4 +1,5 @@
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -32,12 +33,14 @@ def test_train_then_sample(tmp_path, toy_traj, toy_tok, monkeypatch, capsys):
         "train", str(tmp_path / "traj.xtc"), "--top", str(tmp_path / "top.pdb"), "--tokenizer", str(tmp_path / "tok"),
         "--out", str(tmp_path / "bundle"), "--max-steps", "2", "--window", "2", "--hidden-size", "32",
         "--layers", "1", "--heads", "2", "--kv-heads", "1", "--intermediate-size", "32", "--eval-steps", "2",
-        "--save-steps", "2", "--no-progress", "--device", "cpu"])
+        "--save-steps", "2", "--no-progress", "--device", "cpu", "--precision", "fp32"])
     assert args.func(args) == 0
     assert (tmp_path / "bundle" / "bundle.json").exists()
+    assert json.loads((tmp_path / "bundle" / "metrics.json").read_text())["precision"] == "fp32"
     args = parser.parse_args([
         "sample", str(tmp_path / "bundle"), "--n-frames", "3", "--walkers", "2", "--seed", "4", "--temperature",
-        "1.0", "--top-k", "20", "--top-p", "0.9", "--out", str(tmp_path / "gen"), "--no-progress", "--device", "cpu"])
+        "1.0", "--top-k", "20", "--top-p", "0.9", "--out", str(tmp_path / "gen"), "--no-progress", "--device", "cpu",
+        "--precision", "bf16"])
     assert args.func(args) == 0
     ens = GeneratedEnsemble.load(tmp_path / "gen")
     assert ens.tokens.shape == (2, 3, toy_tok.tokens_per_frame)

@@ -35,8 +35,8 @@ def test_unsupported_models_fall_back():
 
 
 def test_fast_and_hf_paths_sample_the_same(trained_bundle):
-    fast = Sampler(trained_bundle).sample(n_frames=2, n_walkers=2, seed=9)
-    slow = Sampler(trained_bundle, fast=False).sample(n_frames=2, n_walkers=2, seed=9)
+    fast = Sampler(trained_bundle, precision="fp32").sample(n_frames=2, n_walkers=2, seed=9)
+    slow = Sampler(trained_bundle, fast=False, precision="fp32").sample(n_frames=2, n_walkers=2, seed=9)
     np.testing.assert_array_equal(fast.tokens, slow.tokens)
     np.testing.assert_allclose(fast.log_likelihood, slow.log_likelihood, rtol=1e-5)
 
@@ -60,3 +60,29 @@ def test_frame_model_matches_hf_forward(previous, tie):
         for t in range(9, 17):
             extra = {"previous_frame_ids": prev[:, t:t + 1]} if previous else {}
             torch.testing.assert_close(dec.forward(ids[:, t:t + 1], **extra), full[:, t], rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_prefill_and_cache_stay_close_to_fp32():
+    import copy
+
+    from mdllm_kit.lm.frame_model import FrameMistralConfig, FrameMistralForCausalLM, previous_frame_ids
+
+    torch.manual_seed(0)
+    model = FrameMistralForCausalLM(FrameMistralConfig(
+        vocab_size=30, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, sliding_window=None, frame_length=5, tie_previous_frame_embedding=True,
+        pad_token_id=0)).eval()
+    ids = torch.randint(3, 30, (3, 17))
+    prev = previous_frame_ids(ids, 5, model.none_id)
+    dec = StaticDecoder(model, batch=3, max_len=20, cache_dtype=torch.bfloat16,
+                        prefill_model=copy.deepcopy(model).to(torch.bfloat16))
+    assert dec.keys[0].dtype == torch.bfloat16
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        first = dec.forward(ids[:, :9], reset=True)
+        assert first.dtype == torch.float32  # the logits come from the fp32 output layer
+        torch.testing.assert_close(first, full[:, 8], rtol=0.05, atol=0.05)
+        for t in range(9, 17):
+            step = dec.forward(ids[:, t:t + 1], previous_frame_ids=prev[:, t:t + 1])
+            assert step.dtype == torch.float32
+            torch.testing.assert_close(step, full[:, t], rtol=0.05, atol=0.05)

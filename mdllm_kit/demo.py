@@ -54,7 +54,7 @@ class DemoConfig:
     quick: bool = False
     seed: int = 0
     eval_frames: int = 500
-    train_steps: int = 200
+    train_steps: int = 400
     quality_windows: int = 32
     n_walkers: int = 8
     n_frames: int = 25

@@ -2,8 +2,11 @@
 
 See :class:`StructureTokenizer`. Submodules: ``config`` (hyperparameters),
 ``geometry`` (internal coordinates, chain building), ``quantize`` (bins),
-``decode`` (anchor refinement, backbone placement), ``metrics`` (RMSD and
-bond checks), ``cli`` (command-line subcommands).
+``decode`` (the decoding pipeline, refinement, backbone placement),
+``skeleton`` (landmark skeleton from the anchors, filling the chain onto
+it), ``hinges`` (wrong local tokens repaired against the skeleton),
+``clashes`` (excluded volume), ``metrics`` (RMSD and bond checks), ``cli``
+(command-line subcommands).
 """
 from __future__ import annotations
 

@@ -9,20 +9,23 @@ best with all tokens together:
 1. The **landmark skeleton** from the anchor tokens alone
    (:func:`~.skeleton.landmark_skeleton`): the global shape, robust to a
    wrong anchor, in the handedness the local chain has.
-2. The **fill** (:func:`~.skeleton.fill_chain`): the local chain placed onto
-   the skeleton by rigid fits of overlapping landmark windows.
-3. **Refinement** (:func:`refine`): damped Gauss-Newton on the internal
-   coordinates from there, anchors to the skeleton's distances and every
-   bond, angle and dihedral tied to its token,
+2. **Hinge repair** (:func:`~.hinges.repair_hinges`): single wrong angle or
+   dihedral tokens that the skeleton contradicts are found (one joint at a
+   time) and replaced in the starting chain.
+3. The **fill** (:func:`~.skeleton.fill_chain`): that chain placed onto the
+   skeleton by rigid fits of overlapping landmark windows.
+4. **Refinement** (:func:`refine`): damped Gauss-Newton on the internal
+   coordinates from there, anchors to the skeleton's distances, bonds to
+   their means and every angle and dihedral tied to its token,
 
    .. math::
 
-       \\min_q \\sum_k (d_k(q) - D_k)^2 / \\sigma_D^2
+       \\min_q \\sum_k (d_k(q) - D_k)^2 / \\sigma_D^2 + \\sum_b (b - \\bar b)^2 / \\sigma_b^2
        + \\sum_p c^2 \\log(1 + (q_p - q^0_p)^2 / (c \\sigma_p)^2)
 
    with Cauchy weights (``c = prior_scale``) so that a token far from the
    consensus of the others is outvoted instead of bending the chain.
-4. **Excluded volume** (:func:`~.clashes.remove_clashes`): no two Calpha
+5. **Excluded volume** (:func:`~.clashes.remove_clashes`): no two Calpha
    atoms closer than the floor measured on the fitting frames.
 
 Every step is a fixed number of batched operations per frame, so decoding

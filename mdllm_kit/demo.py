@@ -21,6 +21,7 @@ import numpy as np
 from . import datasets
 from .analysis import NM_TO_A, STATE_REACHED_NM, rmsd_to_references  # STATE_REACHED_NM: the paper's < 3 A
 from .atomic import atomic_write_json
+from .contracts import frame_major_labels
 from .report import ReportSection, write_report
 from .viz import rmsd_pair_map, rmsd_timeline
 
@@ -329,10 +330,9 @@ def _analysis_figures(details: dict[str, Any], n_walkers: int) -> list[Any]:
     pca = details["pca"]
     refs_xy = {f"{name} crystal": (float(xy[0]), float(xy[1])) for name, xy in details["pca_references"].items()}
     gen_xy = details["pca_generated"]
-    n_frames = len(gen_xy) // n_walkers
+    step, walker = frame_major_labels(len(gen_xy) // n_walkers, n_walkers)
     return [
-        state_map(details["pca_training"], gen_xy, refs_xy, walker=np.tile(np.arange(n_walkers), n_frames),
-                  time=np.repeat(np.arange(n_frames), n_walkers), labels=tuple(pca.labels), unit="nm",
+        state_map(details["pca_training"], gen_xy, refs_xy, walker=walker, time=step, labels=tuple(pca.labels), unit="nm",
                   title="State map: PCA of the training frames (density), generated frames, crystal states"),
         rmsd_timelines(details["rmsd_nm"], n_walkers=n_walkers, threshold_nm=STATE_REACHED_NM,
                        title="Generated frames: Calpha RMSD to the crystal states, per walker"),

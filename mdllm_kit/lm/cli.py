@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from .. import contracts
 
 __all__ = ["add_lm_commands", "load_tokenizer", "sample_command", "train_command"]
 
@@ -20,12 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
-    """The structure tokenizer saved in ``directory`` (``mk.StructureTokenizer.from_pretrained``)."""
-    try:
-        from ..tokenizer import StructureTokenizer  # type: ignore[attr-defined]
-    except ImportError as error:  # pragma: no cover - depends on the tokenizer package
-        raise ModelError("this installation has no structure tokenizer (mdllm_kit.tokenizer.StructureTokenizer)") from error
-    return StructureTokenizer.from_pretrained(directory)
+    """The tokenizer saved in ``directory``, by its saved format (:func:`mdllm_kit.contracts.load_tokenizer`)."""
+    return contracts.load_tokenizer(directory)
 
 
 def train_command(trajectories: Sequence[str], tokenizer_dir: str, out: str, *, top: str | None = None,

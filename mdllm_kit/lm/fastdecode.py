@@ -23,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..contracts import is_frame_model
+
 __all__ = ["StaticDecoder"]
 
 #: ``config.model_type`` values whose decoder layers :class:`StaticDecoder` reproduces exactly.
@@ -96,7 +98,7 @@ class StaticDecoder:
         if end > self.max_len or b != self.batch:
             raise ValueError(f"StaticDecoder holds {self.batch} x {self.max_len} tokens; got {b} x {end}")
         positions = torch.arange(start, end, device=input_ids.device)[None].expand(b, t)
-        if hasattr(self.model, "frame_position_embeddings"):  # FrameMistralForCausalLM: token + frame embeddings
+        if is_frame_model(self.model):  # e.g. FrameMistralForCausalLM: token + frame embeddings
             x = self.model.embed(input_ids, positions, previous_frame_ids)
         else:
             x = self.base.embed_tokens(input_ids)

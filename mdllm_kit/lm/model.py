@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..contracts import FRAME_EMBEDDING_MODULES, is_frame_model
 from ..errors import ModelError
 from .codec import FrameCodec
 from .config import ModelSettings
@@ -18,8 +19,6 @@ __all__ = ["apply_lora", "build_default_model", "count_parameters", "load_base_m
 
 logger = logging.getLogger(__name__)
 
-#: Modules of :class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM` that LoRA training keeps fully trainable.
-FRAME_EMBEDDING_MODULES: tuple[str, ...] = ("frame_position_embeddings", "previous_frame_embeddings")
 
 
 def build_default_model(codec: FrameCodec, settings: ModelSettings, max_positions: int) -> torch.nn.Module:
@@ -176,7 +175,7 @@ def apply_lora(model: torch.nn.Module, codec: FrameCodec, settings: ModelSetting
         else:
             kwargs["trainable_token_indices"] = {"embed_tokens": ids, "lm_head": ids}
     frame_modules = [name for name in FRAME_EMBEDDING_MODULES if getattr(model, name, None) is not None]
-    if frame_modules:  # a frame-aware model: its (randomly initialised) frame embeddings are trained fully
+    if is_frame_model(model):  # a frame-aware model: its (randomly initialised) frame embeddings are trained fully
         kwargs["modules_to_save"] = frame_modules
     if settings.load_in_4bit:
         from peft import prepare_model_for_kbit_training

@@ -204,6 +204,11 @@ class StructureTokenizer:
                 kinds[p] = name
         return kinds
 
+    @property
+    def periodic_kinds(self) -> frozenset[str]:
+        """Kinds of token whose bins are a periodic angle in [-pi, pi) (their bin distance wraps around)."""
+        return frozenset(name for name, q in self._quantisers().items() if q.periodic)
+
     def valid_token_ranges(self) -> np.ndarray:
         """Valid id range of every position of a frame.
 

@@ -27,6 +27,7 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from ..contracts import step_and_walker
 from ..errors import VisualizationError
 from ..lm.config import SamplingSettings
 from .state_map import (TRACE_GENERATED, TRACE_SELECTED, generated_trace, selected_trace, state_map,
@@ -355,7 +356,8 @@ class SamplingExplorer:
                 raise VisualizationError(f"frame {index} has not been generated; there are {n} so far")
             self.selected = int(index)
             show_frame(self.view, self.store, int(index))
-            x, y, _ = self._points[index % self._n_walkers_run][index // self._n_walkers_run]
+            step, walker = step_and_walker(int(index), self._n_walkers_run)
+            x, y, _ = self._points[walker][step]
             ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
             with self.figure.batch_update():
                 ring.x, ring.y = [x], [y]

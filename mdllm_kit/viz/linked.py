@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..contracts import step_and_walker
 from ..errors import VisualizationError
 from ._common import as_xy
 from .state_map import TRACE_GENERATED, TRACE_SELECTED, selected_trace, state_map
@@ -119,9 +120,9 @@ def linked_view(
         raise VisualizationError(f"generated_xy has {len(xy)} points but the trajectory {frames.n_frames} frames; "
                                  "project the same frames that are shown")
     if n_walkers:
-        index = np.arange(len(xy))
-        walker = index % n_walkers if walker is None else walker
-        time = index // n_walkers if time is None else time
+        step, walker_of = step_and_walker(np.arange(len(xy)), n_walkers)  # frame-major
+        walker = walker_of if walker is None else walker
+        time = step if time is None else time
     fig = state_map(train_xy, xy, reference_xy, color_by=color_by, walker=walker, time=time, labels=labels,
                     unit=unit, title=title)
     shown_xy = np.empty_like(xy)

@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..contracts import per_walker
 from ..errors import VisualizationError
 from ._common import NM_TO_A
 from .state_map import walker_color
@@ -29,8 +30,7 @@ def _per_walker(values: np.ndarray, n_walkers: int | None, name: str) -> np.ndar
     if arr.size % n_walkers:
         raise VisualizationError(f"RMSD to {name!r} has {arr.size} values, not a multiple of n_walkers={n_walkers}; "
                                  "pass the frame-major values of a whole ensemble (ens.trajectory)")
-    # frame-major: value i * n_walkers + k is frame i of walker k
-    return arr.reshape(-1, n_walkers).T
+    return per_walker(arr, n_walkers)
 
 
 def rmsd_timelines(

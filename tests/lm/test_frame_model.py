@@ -13,6 +13,7 @@ from mdllm_kit.lm.config import ModelSettings
 from mdllm_kit.lm.data import WindowDataset
 from mdllm_kit.lm.frame_model import (FrameMistralConfig, FrameMistralForCausalLM, frame_position_ids,
                                       ordinal_embedding_init, previous_frame_ids, register_frame_model)
+from mdllm_kit.contracts import FrameModel, is_frame_model
 from mdllm_kit.lm.model import build_default_model, prepare_model
 
 
@@ -127,6 +128,7 @@ def test_default_model_is_frame_aware(toy_tok):
     codec = FrameCodec.for_tokenizer(toy_tok)
     model = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32), 512)
     assert isinstance(model, FrameMistralForCausalLM)
+    assert is_frame_model(model) and isinstance(model, FrameModel)
     assert model.config.frame_length == codec.frame_length
     # the previous-frame token is looked up in the (tied) token table, whose structure rows start smooth in bin order
     assert model.uses_previous_frame and model.previous_frame_embeddings is None
@@ -143,13 +145,14 @@ def test_default_model_is_frame_aware(toy_tok):
     assert separate.previous_frame_embeddings.num_embeddings == codec.lm_vocab_size + 1
     plain = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32,
                                                      frame_embeddings=False, previous_frame_embedding=False), 512)
-    assert type(plain).__name__ == "MistralForCausalLM"
+    assert type(plain).__name__ == "MistralForCausalLM" and not is_frame_model(plain)
 
 
 def test_lora_on_the_default_model_trains_the_frame_embeddings(toy_tok):
     settings = ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32, finetune="lora",
                              tie_previous_frame_embedding=False)
     model, _ = prepare_model(toy_tok, settings, max_positions=512)
+    assert is_frame_model(model)  # seen through the peft wrapper
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("frame_position_embeddings" in n for n in names)
     assert any("previous_frame_embeddings" in n for n in names)

@@ -21,6 +21,7 @@ import numpy as np
 from . import datasets
 from .analysis import NM_TO_A, STATE_REACHED_NM, rmsd_to_references  # STATE_REACHED_NM: the paper's < 3 A
 from .atomic import atomic_write_json
+from .bonds import CA_BOND_OK_NM
 from .contracts import frame_major_labels
 from .report import ReportSection, write_report
 from .viz import rmsd_pair_map, rmsd_timeline
@@ -304,10 +305,11 @@ def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     }
     verdict = (
         f"The open state was {'reached' if reached['open'] else 'not reached'}: the closest generated frame "
-        f"is {metrics['min_rmsd_A']['open']:.2f} A from the open crystal (threshold 3 A); the closest to the "
+        f"is {metrics['min_rmsd_A']['open']:.2f} A from the open crystal (threshold {STATE_REACHED_NM * NM_TO_A:g} A); "
+        "the closest to the "
         f"closed crystal is {metrics['min_rmsd_A']['closed']:.2f} A. "
         f"{100 * metrics['bonds_physical_fraction']:.1f}% of generated Calpha-Calpha bonds are within "
-        "3.5-4.1 A."
+        f"{CA_BOND_OK_NM[0] * NM_TO_A:g}-{CA_BOND_OK_NM[1] * NM_TO_A:g} A."
     )
     section = ReportSection(
         title="Sampling",

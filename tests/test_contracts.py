@@ -99,3 +99,4 @@ def test_is_frame_model():
             return self.frame_position_embeddings(positions)
 
     assert not contracts.is_frame_model(Plain()) and contracts.is_frame_model(Frame())
+

@@ -23,6 +23,7 @@ from .analysis import NM_TO_A, STATE_REACHED_NM, rmsd_to_references  # STATE_REA
 from .atomic import atomic_write_json
 from .bonds import CA_BOND_OK_NM
 from .contracts import frame_major_labels
+from .subsample import evenly_spaced_indices
 from .report import ReportSection, write_report
 from .viz import rmsd_pair_map, rmsd_timeline
 
@@ -165,9 +166,7 @@ def data_stage(config: DemoConfig) -> StageResult:
 
 def _evenly(indices: np.ndarray, n: int) -> np.ndarray:
     """At most ``n`` entries of ``indices``, evenly spaced."""
-    if len(indices) <= n:
-        return indices
-    return indices[np.linspace(0, len(indices) - 1, n).round().astype(int)]
+    return indices[evenly_spaced_indices(len(indices), n)]
 
 
 def tokenizer_stage(config: DemoConfig, data: StageResult) -> StageResult:

@@ -14,6 +14,7 @@ import torch
 
 from ..analysis.rmsd import rmsd_per_frame
 from ..errors import ModelError
+from ..subsample import evenly_spaced_indices
 
 __all__ = ["constrained_frame_argmax", "next_frame_quality", "predict_next_frames"]
 
@@ -110,7 +111,7 @@ def next_frame_quality(bundle: Any, tokens: np.ndarray, context_frames: int | No
     if n < 1:
         raise ModelError(f"{len(tokens)} frames are too few for one window of {c} + 1 frames; pass more frames "
                          "or a smaller context_frames")
-    starts = np.unique(np.linspace(0, n - 1, min(max_windows, n)).round().astype(int))
+    starts = evenly_spaced_indices(n, max_windows)
     windows = np.stack([tokens[s: s + c + 1] for s in starts])
     truth = windows[:, -1]
     candidates = {"model": predict_next_frames(bundle, windows, batch_size), "copy_previous": windows[:, -2]}

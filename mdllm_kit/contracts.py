@@ -28,7 +28,8 @@ import numpy as np
 
 from .errors import MdllmError, TokenizerError
 
-__all__ = ["FRAME_EMBEDDING_MODULES", "TOKENIZER_CONFIG_FILE", "FrameModel", "FrameTokenizer", "frame_major_index",
+__all__ = ["FRAME_EMBEDDING_MODULES", "TOKENIZER_CONFIG_FILE", "FrameModel", "FrameTokenizer", "check_frame_tokens",
+           "frame_major_index",
            "frame_major_labels", "is_frame_model", "load_tokenizer", "per_walker", "register_tokenizer_format",
            "registered_tokenizer_formats", "step_and_walker", "tokenizer_format"]
 
@@ -170,6 +171,54 @@ def load_tokenizer(directory: str | os.PathLike) -> FrameTokenizer:
             obj = getattr(obj, part)
         cls = _TOKENIZER_FORMATS[fmt] = obj
     return cls.from_pretrained(directory)  # type: ignore[union-attr]
+
+
+def check_frame_tokens(tokens: Any, valid_ranges: Any, *, kinds: Any = None, one_frame_ok: bool = True,
+                       error: type[MdllmError] = MdllmError) -> np.ndarray:
+    """Validate structure tokens against the per-position valid ranges of a :class:`FrameTokenizer`.
+
+    Parameters
+    ----------
+    tokens : array-like of int, shape (n_frames, L)
+        Token ids (a numpy array, a torch tensor or nested lists). With
+        ``one_frame_ok``, a 1-D array of length ``L`` is taken as one frame.
+    valid_ranges : array-like of int, shape (L, 2)
+        ``[lo, hi)`` per position (``tokenizer.valid_token_ranges()``).
+    kinds : sequence of str, optional
+        Kind of each position (``tokenizer.position_kinds()``), named in the error.
+    error : type
+        :class:`~mdllm_kit.errors.MdllmError` subclass to raise.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_frames, L)
+
+    Raises
+    ------
+    MdllmError
+        (of type ``error``) for a wrong shape, non-integer values or an id outside its position's range.
+    """
+    if hasattr(tokens, "detach"):  # torch.Tensor
+        tokens = tokens.detach().cpu().numpy()
+    ranges = np.asarray(valid_ranges, dtype=np.int64)
+    n_pos = len(ranges)
+    arr = np.asarray(tokens)
+    if one_frame_ok and arr.ndim == 1 and arr.shape[0] == n_pos:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != n_pos:
+        raise error(f"structure tokens must have shape (n_frames, {n_pos}), got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.mod(arr, 1) == 0):
+            raise error(f"token ids must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    bad = (arr < ranges[None, :, 0]) | (arr >= ranges[None, :, 1])
+    if bad.any():
+        f, p = np.argwhere(bad)[0]
+        kind = f"{kinds[p]} " if kinds is not None else ""
+        raise error(f"{int(bad.sum())} token id(s) are out of range, first at frame {f}, position {p}: id {arr[f, p]} "
+                    f"is outside the allowed range [{ranges[p, 0]}, {ranges[p, 1]}) of a {kind}position; were these "
+                    "tokens made by the same tokenizer?")
+    return arr
 
 
 # -------------------------------------------------------------------- model

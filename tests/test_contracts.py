@@ -100,3 +100,17 @@ def test_is_frame_model():
 
     assert not contracts.is_frame_model(Plain()) and contracts.is_frame_model(Frame())
 
+
+
+def test_check_frame_tokens():
+    import torch
+
+    ranges = np.array([[0, 4], [4, 6]])
+    np.testing.assert_array_equal(contracts.check_frame_tokens([3.0, 5.0], ranges), [[3, 5]])
+    np.testing.assert_array_equal(contracts.check_frame_tokens(torch.tensor([[0, 4]]), ranges), [[0, 4]])
+    with pytest.raises(TokenizerError, match=r"1 token id\(s\) are out of range.*position 1: id 6.*\[4, 6\) of a b pos"):
+        contracts.check_frame_tokens([[0, 4], [1, 6]], ranges, kinds=["a", "b"], error=TokenizerError)
+    with pytest.raises(MdllmError, match=r"must have shape \(n_frames, 2\)"):
+        contracts.check_frame_tokens([3, 5], ranges, one_frame_ok=False)
+    with pytest.raises(MdllmError, match="must be integers"):
+        contracts.check_frame_tokens([[0.5, 4]], ranges)

@@ -454,7 +454,7 @@ def run_demo(
         result = stage(config, *results, *((out,) if stage in writes_files else ()))
         result.seconds = time.perf_counter() - start
         results.append(result)
-    from . import __version__
+    from ._version import __version__
 
     metrics: dict[str, Any] = {
         "mdllm_kit_version": __version__,

@@ -127,7 +127,7 @@ class ModelBundle:
         if self.seed_tokens is not None:
             with atomic_path(directory / "seed_tokens.npz") as tmp:
                 np.savez(tmp, tokens=np.asarray(self.seed_tokens, dtype=np.int64))
-        from .. import __version__
+        from .._version import __version__
 
         cls = type(self.tokenizer)
         if self.bundle_id is None:

@@ -30,7 +30,7 @@ from .errors import MdllmError, TokenizerError
 
 __all__ = ["FRAME_EMBEDDING_MODULES", "TOKENIZER_CONFIG_FILE", "FrameModel", "FrameTokenizer", "check_frame_tokens",
            "frame_major_index",
-           "frame_major_labels", "is_frame_model", "load_tokenizer", "per_walker", "register_tokenizer_format",
+           "frame_major_frames", "frame_major_labels", "is_frame_model", "load_tokenizer", "per_walker", "register_tokenizer_format",
            "registered_tokenizer_formats", "step_and_walker", "tokenizer_format"]
 
 
@@ -287,6 +287,33 @@ def per_walker(values: Any, n_walkers: int) -> np.ndarray:
     if len(arr) % n:
         raise MdllmError(f"{len(arr)} frames do not split into {n} walkers; pass the ensemble's n_walkers")
     return arr.reshape(-1, n, *arr.shape[1:]).swapaxes(0, 1)
+
+
+def frame_major_frames(generated: Any, n_walkers: int | None = None) -> tuple[Any, int | None]:
+    """The frame-major frames and walker count of a trajectory or of a sampled ensemble.
+
+    Parameters
+    ----------
+    generated : mdtraj.Trajectory or ensemble
+        Frames, or an ensemble with ``trajectory`` (frame-major ``md.Trajectory``)
+        and ``n_walkers`` (e.g. :class:`mdllm_kit.GeneratedEnsemble`).
+    n_walkers : int, optional
+        Walkers of a frame-major trajectory; for an ensemble it must agree with
+        the ensemble's own count.
+
+    Returns
+    -------
+    trajectory : mdtraj.Trajectory
+    n_walkers : int or None
+        ``None`` when neither the caller nor the input says.
+    """
+    traj = getattr(generated, "trajectory", None)
+    own = getattr(generated, "n_walkers", None)
+    if traj is None or own is None:
+        return generated, n_walkers
+    if n_walkers is not None and int(n_walkers) != int(own):
+        raise MdllmError(f"the ensemble has {own} walkers, not n_walkers={n_walkers}; leave n_walkers out")
+    return traj, int(own)
 
 
 def _walkers(n_walkers: int) -> int:

@@ -351,7 +351,7 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     train, truth = runs["closed_train"], runs["equilibrium"]
     details: dict[str, Any] = {}
     metrics = analyze(
-        ensemble.trajectory, train, refs, reference_ensemble=truth, n_walkers=ensemble.n_walkers,
+        ensemble, train, refs, reference_ensemble=truth,
         generated_labels=datasets.adk_cg_states(ensemble.trajectory), reference_labels=datasets.adk_cg_states(truth),
         state_names=datasets.ADK_STATE_NAMES, n_states=len(datasets.ADK_STATE_NAMES), seed=config.seed,
         details=details,

@@ -118,3 +118,16 @@ def test_other_protein_is_refused_but_force_field_residue_names_are_not():
     # as many residues, shifted by one: another sequence
     with pytest.raises(MdllmError, match="not the same protein"):
         _check_same_protein(ca.atom_slice(np.arange(0, 200)), ca.atom_slice(np.arange(1, 201)), "the training trajectory")
+
+
+def test_analyze_takes_a_generated_ensemble(adk):
+    """The sampler's output goes in as it is: its frames and its walker count."""
+    from mdllm_kit.lm import GeneratedEnsemble
+
+    frames = adk["train"][::300]  # 8 frames = 2 steps x 4 walkers, frame-major
+    ens = GeneratedEnsemble(np.zeros((4, 2, 1), np.int64), np.zeros((4, 2)), frames)
+    direct = analyze(frames, adk["train"], adk["refs"], n_walkers=4)
+    assert analyze(ens, adk["train"], adk["refs"]) == direct
+    assert direct["n_walkers"] == 4 and direct["n_frames"] == 8
+    with pytest.raises(mk.MdllmError, match="the ensemble has 4 walkers, not n_walkers=2"):
+        analyze(ens, adk["train"], adk["refs"], n_walkers=2)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, atomic_write_json
+from ..contracts import FRAME_EMBEDDING_MODULES, is_frame_model
 from ..errors import BundleMismatchError, ModelError
 from .codec import FrameCodec
 from .config import ModelSettings, TrainSettings
@@ -134,13 +135,36 @@ class ModelBundle:
             self.bundle_id = uuid.uuid4().hex
         atomic_write_json(marker, {
             "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "mdllm_kit_version": __version__,
-            "weights": weights, "base_model": self.model_settings.base_model,
+            "weights": weights, "base_model": self.model_settings.base_model, "frame_aware": is_frame_model(model),
             "tokenizer_class": f"{cls.__module__}:{cls.__qualname__}",
             "tokenizer_fingerprint": str(self.tokenizer.fingerprint), "bundle_id": self.bundle_id,
         })
         self.path = directory
         logger.info("saved model bundle to %s (%s weights)", directory, weights)
         return directory
+
+
+def _restore_frame_embeddings(model: torch.nn.Module, weights: Path) -> None:
+    """Make a loaded pretrained-family model frame-aware again and read its frame tables from ``weights``."""
+    from safetensors import safe_open
+
+    from .frame_model import make_frame_aware
+
+    cfg = model.config
+    make_frame_aware(model, int(cfg.frame_length), previous_frame_embedding=bool(cfg.previous_frame_embedding),
+                     tie_previous_frame_embedding=bool(cfg.tie_previous_frame_embedding))
+    wanted = {f"{name}.weight": getattr(model, name) for name in FRAME_EMBEDDING_MODULES
+              if getattr(model, name, None) is not None}
+    found: set[str] = set()
+    for path in sorted(weights.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for key in wanted.keys() & set(f.keys()):
+                with torch.no_grad():
+                    wanted[key].weight.copy_(f.get_tensor(key))
+                found.add(key)
+    if found != set(wanted):
+        raise BundleMismatchError(f"the model weights in {weights} lack {', '.join(sorted(set(wanted) - found))}; "
+                                  "the bundle is damaged: copy it again or retrain with `mdllm train`")
 
 
 def _save_dir(dest: Path, write) -> None:
@@ -337,12 +361,18 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
         finally:
             if bar:
                 hf_logging.enable_progress_bar()
+        if getattr(model.config, "frame_length", None) is not None and not is_frame_model(model):
+            _restore_frame_embeddings(model, weights)  # a fully fine-tuned pretrained base made frame-aware
     else:
         from peft import PeftModel
 
         from .model import load_base_model
 
-        base, base_codec = load_base_model(tokenizer, model_settings)
+        # adapter bundles written before pretrained bases were made frame-aware hold a plain model
+        frame_aware = bool(meta.get("frame_aware", False))
+        base_settings = model_settings if frame_aware else model_settings.replace(frame_embeddings=False,
+                                                                                  previous_frame_embedding=False)
+        base, base_codec = load_base_model(tokenizer, base_settings)
         if base_codec.to_dict() != codec.to_dict():
             raise BundleMismatchError("the base model's vocabulary differs from the one the adapter was trained on; "
                                       "pass the same base model folder as in training (base_model=)")

@@ -93,10 +93,12 @@ class ModelSettings(_JsonSettings):
     rope_theta : float
         RoPE base of the default model.
     frame_embeddings : bool
-        Default model only: add a learned embedding of each token's position
-        within its frame (``0 .. L``, the delimiter last) to the token
-        embedding (:class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM`);
-        ``False`` gives a plain ``MistralForCausalLM`` (RoPE only).
+        Add a learned embedding of each token's position within its frame
+        (``0 .. L``, the delimiter last) to the token embedding
+        (:class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM` for the
+        default model; a local ``base_model`` of any family is made
+        frame-aware the same way, :func:`~mdllm_kit.lm.frame_model.make_frame_aware`);
+        ``False`` gives a plain model (RoPE only).
     previous_frame_embedding : bool
         With ``frame_embeddings``: also add the embedding of the token at the
         predicted position one frame earlier (a separate table), so staying

@@ -249,7 +249,7 @@ def make_frame_aware(model: nn.Module, frame_length: int, *, previous_frame_embe
                      tie_previous_frame_embedding: bool = True) -> nn.Module:
     """Give a loaded causal LM of any family frame-position and previous-frame embeddings (in place).
 
-    The model's class becomes ``Frame<Class>`` (:class:`FrameEmbeddingMixin`
+    The model's class becomes ``FrameAware<Class>`` (:class:`FrameEmbeddingMixin`
     before the family's class, made once per family), its config records the
     frame layout, and the new tables start as the family initialises
     embeddings (normal, ``config.initializer_range``), in the dtype and on the
@@ -279,7 +279,7 @@ def make_frame_aware(model: nn.Module, frame_length: int, *, previous_frame_embe
     base = type(model)
     cls = _FRAME_CLASSES.get(base)
     if cls is None:
-        cls = _FRAME_CLASSES[base] = type(f"Frame{base.__name__}", (FrameEmbeddingMixin, base),
+        cls = _FRAME_CLASSES[base] = type(f"FrameAware{base.__name__}", (FrameEmbeddingMixin, base),
                                           {"__module__": __name__, "__doc__": f"{base.__name__} + frame embeddings."})
     config = model.config
     config.frame_length = int(frame_length)

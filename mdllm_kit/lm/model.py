@@ -96,7 +96,10 @@ def load_base_model(tokenizer: Any, settings: ModelSettings, device_map: Any = N
     model : transformers.PreTrainedModel
         Embedding (and untied output) matrix grown to the new vocabulary; the
         new rows are the mean of the old ones (deterministic, so an adapter
-        bundle needs only the trained token rows, not whole matrices).
+        bundle needs only the trained token rows, not whole matrices). With
+        ``settings.frame_embeddings`` (the default) the model is made
+        frame-aware (:func:`~mdllm_kit.lm.frame_model.make_frame_aware`),
+        whatever its family.
     codec : FrameCodec
         Structure tokens at ``[old_vocab, old_vocab + V)``, ``<frame>`` right after.
     """
@@ -127,6 +130,13 @@ def load_base_model(tokenizer: Any, settings: ModelSettings, device_map: Any = N
     _append_token_rows(model, base_vocab, codec.lm_vocab_size)
     logger.info("loaded %s; vocabulary %d -> %d (structure tokens + <frame> appended)",
                 settings.base_model, base_vocab, codec.lm_vocab_size)
+    if settings.frame_embeddings:  # the same frame-position / previous-frame embeddings as the default model
+        from .frame_model import make_frame_aware
+
+        if model.config.pad_token_id is None:  # the "no earlier frame" row of a tied previous-frame lookup
+            model.config.pad_token_id = codec.pad_id
+        make_frame_aware(model, codec.frame_length, previous_frame_embedding=settings.previous_frame_embedding,
+                         tie_previous_frame_embedding=settings.tie_previous_frame_embedding)
     return model, codec
 
 

@@ -233,7 +233,9 @@ class FrameModel(Protocol):
     Besides the token embedding it adds a learned embedding of the position
     inside the frame (``frame_position_embeddings``) and, when
     :attr:`uses_previous_frame`, of the token one frame before the predicted
-    one. :class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM` is one.
+    one. :class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM` is one, and
+    :func:`~mdllm_kit.lm.frame_model.make_frame_aware` makes a loaded model of
+    any family one.
     The cached decoder (:mod:`mdllm_kit.lm.fastdecode`) and the sampler
     call :meth:`embed` instead of the token embedding when
     :func:`is_frame_model` is true.

@@ -37,7 +37,7 @@ from ..errors import BundleMismatchError, ModelError
 from .codec import FrameCodec
 from .config import ModelSettings, TrainSettings
 
-__all__ = ["ModelBundle", "load_bundle", "load_bundle_tokenizer"]
+__all__ = ["ModelBundle", "export_merged", "load_bundle", "load_bundle_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,41 @@ class ModelBundle:
         self.path = directory
         logger.info("saved model bundle to %s (%s weights)", directory, weights)
         return directory
+
+
+def export_merged(directory: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write a bundle's model as a plain Hugging Face checkpoint folder (LoRA merged, new token rows included).
+
+    ``out`` gets the ``save_pretrained`` files (``config.json``, safetensors
+    weights) of the merged model, ``mdllm_codec.json`` (which LM ids are the
+    structure tokens, ``<frame>``, ``<bos>``) and ``tokenizer/`` (the
+    structure tokenizer). A pretrained family loads with
+    ``AutoModelForCausalLM.from_pretrained(out)`` as that family's plain
+    class; the frame tables (``frame_position_embeddings``, ...) are in the
+    weights and the frame layout in ``config.json`` (``frame_length``), and
+    ``mdllm_kit.lm.frame_model.make_frame_aware`` restores them. The default
+    model's ``config.json`` names ``model_type`` ``mdllm_frame_mistral``
+    (``mdllm_kit.lm.frame_model.register_frame_model()`` registers it).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ModelError(f"{out} exists and is not empty; pass a new folder to --out")
+    bundle = load_bundle(directory, device="cpu", dtype=torch.float32)
+
+    def write(d: Path) -> None:
+        bundle.model.save_pretrained(str(d), safe_serialization=True)
+        atomic_write_json(d / "mdllm_codec.json", bundle.codec.to_dict())
+        bundle.tokenizer.save_pretrained(d / "tokenizer")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save_dir(out, write)
+    logger.info("exported the merged model of %s to %s", directory, out)
+    return out
 
 
 def _restore_frame_embeddings(model: torch.nn.Module, weights: Path) -> None:

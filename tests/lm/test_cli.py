@@ -15,7 +15,7 @@ def _parser():
     return parser
 
 
-@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("command", ["train", "sample", "export"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _parser().parse_args([command, "--help"])

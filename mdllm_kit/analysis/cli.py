@@ -26,16 +26,10 @@ def _load_generated(path: str, top: str | None):
 
     folder = Path(path)
     if folder.is_dir():
-        if not (folder / "params.json").exists():
-            raise MdllmError(f"{folder} is not a sampling output folder (no params.json); pass a trajectory file "
-                             "or the folder written by mdllm sample")
-        if not (folder / "tokens.npz").exists():
-            raise MdllmError(f"sampling folder {folder} has no tokens.npz: no frames were saved yet; "
-                             f"let mdllm sample --out {folder} run (or continue it with --resume) "
-                             "until it has written frames, or pass a trajectory file")
         from ..lm import GeneratedEnsemble
 
-        # tokens.npz is the record: a trajectory.xtc cut short by an interrupted run is rebuilt from it
+        # the sampler owns the folder layout (params.json, tokens.npz -- the record -- and trajectory.xtc, which
+        # is rebuilt from the tokens when an interrupted run cut it short) and names what is missing
         ensemble = GeneratedEnsemble.load(folder)
         if ensemble.n_frames == 0:
             raise MdllmError(f"sampling folder {folder} holds no frames yet; let mdllm sample --out {folder} run "

@@ -4,6 +4,7 @@ import argparse
 import pytest
 import torch
 
+from tiny_models import save_tiny_pretrained
 from mdllm_kit.contracts import is_frame_model
 from mdllm_kit.errors import ModelError
 from mdllm_kit.lm import cli as lm_cli
@@ -18,11 +19,8 @@ def test_export_merged_writes_a_plain_hf_checkpoint(tmp_path, toy_traj, toy_tok,
 
     from mdllm_kit.lm.frame_model import make_frame_aware
 
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)).save_pretrained(tmp_path / "base")
-    settings = ModelSettings(base_model=str(tmp_path / "base"), lora=LoraSettings(r=4, dropout=0.0))
+    settings = ModelSettings(base_model=save_tiny_pretrained("llama", tmp_path / "base"),
+                             lora=LoraSettings(r=4, dropout=0.0))
     bundle = train(toy_traj, toy_tok, tmp_path / "bundle", settings,
                    tiny_train_settings.replace(max_steps=3, learning_rate=1e-2), progress=False, device="cpu")
     parser = argparse.ArgumentParser(prog="mdllm")

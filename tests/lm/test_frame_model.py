@@ -266,17 +266,10 @@ def _tiny_pretrained(family: str, folder):
     """A tiny random model of ``family`` saved to ``folder`` and loaded back as a local pretrained model."""
     import transformers
 
-    shape = dict(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-                 num_key_value_heads=1, pad_token_id=0)
-    config_cls, model_cls = {
-        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
-        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
-        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
-    }[family]
-    extra = {"sliding_window": None} if family == "mistral" else {}
-    torch.manual_seed(0)
-    model_cls(config_cls(**shape, **extra)).save_pretrained(folder)
-    return transformers.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+    from tiny_models import save_tiny_pretrained
+
+    return transformers.AutoModelForCausalLM.from_pretrained(save_tiny_pretrained(family, folder),
+                                                             local_files_only=True).eval()
 
 
 @pytest.mark.parametrize("family", ["mistral", "llama", "qwen2"])

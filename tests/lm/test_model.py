@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from tiny_models import save_tiny_pretrained
 from mdllm_kit.contracts import is_frame_model
 from mdllm_kit.lm.bundle import load_bundle
 from mdllm_kit.lm.codec import FrameCodec
@@ -77,19 +78,6 @@ def test_pretrained_train_and_reload(base_model_dir, tmp_path, toy_traj, toy_tok
     assert not np.allclose(emb_new[40:].numpy(), emb_new[40:].mean(0).numpy())
 
 
-def _tiny_base(family: str, path):
-    """A tiny random pretrained model of ``family`` saved to ``path`` by the test (untied embeddings, vocab 40)."""
-    import transformers
-
-    config_cls, model_cls = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
-                             "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM)}[family]
-    torch.manual_seed(0)
-    model_cls(config_cls(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False, bos_token_id=1,
-                         eos_token_id=2)).save_pretrained(path)
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("family,finetune", [("llama", "lora"), ("qwen2", "lora"), ("llama", "full")])
 def test_pretrained_families_train_frame_aware_reload_and_sample(family, finetune, tmp_path, toy_traj, toy_tok,
@@ -97,7 +85,7 @@ def test_pretrained_families_train_frame_aware_reload_and_sample(family, finetun
     from mdllm_kit.lm.fastdecode import StaticDecoder
     from mdllm_kit.lm.sampler import Sampler
 
-    base = _tiny_base(family, tmp_path / "base")
+    base = save_tiny_pretrained(family, tmp_path / "base")
     settings = ModelSettings(base_model=str(base), finetune=finetune, lora=LoraSettings(r=4, dropout=0.0))
     bundle = train(toy_traj, toy_tok, tmp_path / "bundle", settings,
                    tiny_train_settings.replace(max_steps=3, learning_rate=1e-2), progress=False, device="cpu")

@@ -115,6 +115,19 @@ def decomposition(bundle, val_tokens: np.ndarray, max_windows: int) -> dict:
     return out
 
 
+def tiny_base(family: str, folder: Path, seed: int, hidden: int, layers: int, intermediate: int, heads: int) -> str:
+    """Save a tiny randomly initialised ``family`` ("llama" or "qwen2") model to ``folder``; return the folder."""
+    import transformers
+
+    config_cls, model_cls = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+                             "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM)}[family]
+    torch.manual_seed(seed)
+    model_cls(config_cls(vocab_size=256, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), tie_word_embeddings=False,
+                         bos_token_id=1, eos_token_id=2, max_position_embeddings=8192)).save_pretrained(folder)
+    return str(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=None, help="TrainSettings.max_steps")
@@ -139,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results as JSON")
     parser.add_argument("--keep", default=None, help="train into this folder and keep the bundle")
+    parser.add_argument("--train-frames", type=int, default=None, help="use only the first N frames of the run")
+    parser.add_argument("--base-model", default=None,
+                        help="a local pretrained model folder (ModelSettings.base_model, LoRA), or tiny-llama / "
+                             "tiny-qwen2: a tiny random model of that family written to a scratch folder")
     parser.add_argument("--bundle", default=None,
                         help="evaluate this bundle (trained by an earlier run with --keep) instead of training")
     args = parser.parse_args(argv)
@@ -151,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.time()
     traj = mk.datasets.load_adk_cg("closed_train")
+    if args.train_frames:
+        traj = traj[: args.train_frames]
     refs = mk.datasets.adk_references()
     tok = mk.StructureTokenizer().fit(traj)
     tokens = tok.encode(traj)
@@ -165,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
         model_changes.update(frame_embeddings=False, previous_frame_embedding=False)
     elif args.no_previous:
         model_changes["previous_frame_embedding"] = False
+    scratch_base = None
+    if args.base_model in ("tiny-llama", "tiny-qwen2"):
+        scratch_base = tempfile.TemporaryDirectory()
+        model_changes["base_model"] = tiny_base(args.base_model.split("-")[1], Path(scratch_base.name), args.seed,
+                                                args.hidden or 64, args.layers or 2, args.intermediate or 128,
+                                                args.heads or 4)
+    elif args.base_model is not None:
+        model_changes["base_model"] = args.base_model
+    if "base_model" in model_changes:  # the shape comes from the base model
+        for key in ("hidden_size", "num_layers", "intermediate_size", "num_heads"):
+            model_changes.pop(key, None)
     ms = ModelSettings().replace(**model_changes)
     train_changes = {k: v for k, v in {"max_steps": args.steps, "window_frames": args.window,
                                         "batch_size": args.batch, "learning_rate": args.lr,

@@ -11,6 +11,7 @@ notebook widgets) are imported only when used.
 """
 from __future__ import annotations
 
+from ._version import __version__
 from . import datasets
 from .errors import DatasetError, MdllmError, TokenizerError, TrajectoryError
 from .loading import check_backbone, find_chain_breaks, load_trajectory
@@ -19,8 +20,6 @@ from .lm import (GeneratedEnsemble, LoraSettings, ModelBundle, ModelSettings, Sa
                  TrainSettings, load_bundle, train)
 from .analysis import (analyze, fit_pca, fit_tica, nearest_training_rmsd, reference_coverage, rmsd_to_references,
                        validity_report)
-
-__version__ = "0.1.0"
 
 #: Subpackages imported on first attribute access (``mk.viz`` pulls in plotly only when used).
 _LAZY_SUBPACKAGES = ("analysis", "viz")

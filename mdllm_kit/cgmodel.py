@@ -38,16 +38,17 @@ Only numpy and openmm are needed; importing this module has no side effects.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import openmm
 import openmm.unit as u
+
+from .jsonconfig import JsonConfig
 
 __all__ = [
     "DualBasinModel",
@@ -80,30 +81,8 @@ def _check_positive(obj: Any, names: tuple[str, ...], allow_zero: bool = False) 
             raise ValueError(f"{type(obj).__name__}.{name} must be {bound}, got {value!r}")
 
 
-class _JsonMixin:
-    """``to_dict``/``from_dict``/``to_json``/``from_json`` for flat dataclasses."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the parameters as a plain dict (JSON-serialisable)."""
-        return asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206 - returns cls
-        """Build from a dict as written by :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        """Return the parameters as a JSON string."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str):  # noqa: ANN206 - returns cls
-        """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
+class _JsonMixin(JsonConfig):
+    """JSON round trip of the parameter classes (:class:`~mdllm_kit.jsonconfig.JsonConfig`; errors are ValueErrors)."""
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def _cmd_datasets_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mdllm`` (every level answers ``--help``)."""
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="mdllm",

@@ -50,6 +50,7 @@ import mdtraj as md
 import numpy as np
 
 from .analysis.rmsd import rmsd_to_references
+from .analysis.units import NM_TO_A
 from .atomic import atomic_write_bytes
 from .errors import DatasetError
 
@@ -183,13 +184,13 @@ def adk_cg_rmsd(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
     if ca.size != 214:
         raise DatasetError(f"expected 214 Calpha atoms (AdK), found {ca.size}; pass an AdK trajectory")
     rmsd = rmsd_to_references(traj, adk_references())
-    return 10.0 * rmsd["closed"], 10.0 * rmsd["open"]
+    return NM_TO_A * rmsd["closed"], NM_TO_A * rmsd["open"]
 
 
 def closed_open_rmsd() -> float:
     """Calpha RMSD between the closed and open crystal structures, Angstrom (about 6.9)."""
     refs = adk_references()
-    return float(10.0 * rmsd_to_references(refs["open"], {"closed": refs["closed"]})["closed"][0])
+    return float(NM_TO_A * rmsd_to_references(refs["open"], {"closed": refs["closed"]})["closed"][0])
 
 
 def on_path(r_closed: np.ndarray, r_open: np.ndarray, d: float | None = None,

@@ -21,6 +21,9 @@ import numpy as np
 from . import datasets
 from .analysis import NM_TO_A, STATE_REACHED_NM, rmsd_to_references  # STATE_REACHED_NM: the paper's < 3 A
 from .atomic import atomic_write_json
+from .bonds import CA_BOND_OK_NM
+from .contracts import frame_major_labels
+from .subsample import evenly_spaced_indices
 from .report import ReportSection, write_report
 from .viz import rmsd_pair_map, rmsd_timeline
 
@@ -163,9 +166,7 @@ def data_stage(config: DemoConfig) -> StageResult:
 
 def _evenly(indices: np.ndarray, n: int) -> np.ndarray:
     """At most ``n`` entries of ``indices``, evenly spaced."""
-    if len(indices) <= n:
-        return indices
-    return indices[np.linspace(0, len(indices) - 1, n).round().astype(int)]
+    return indices[evenly_spaced_indices(len(indices), n)]
 
 
 def tokenizer_stage(config: DemoConfig, data: StageResult) -> StageResult:
@@ -303,10 +304,11 @@ def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     }
     verdict = (
         f"The open state was {'reached' if reached['open'] else 'not reached'}: the closest generated frame "
-        f"is {metrics['min_rmsd_A']['open']:.2f} A from the open crystal (threshold 3 A); the closest to the "
+        f"is {metrics['min_rmsd_A']['open']:.2f} A from the open crystal (threshold {STATE_REACHED_NM * NM_TO_A:g} A); "
+        "the closest to the "
         f"closed crystal is {metrics['min_rmsd_A']['closed']:.2f} A. "
         f"{100 * metrics['bonds_physical_fraction']:.1f}% of generated Calpha-Calpha bonds are within "
-        "3.5-4.1 A."
+        f"{CA_BOND_OK_NM[0] * NM_TO_A:g}-{CA_BOND_OK_NM[1] * NM_TO_A:g} A."
     )
     section = ReportSection(
         title="Sampling",
@@ -329,10 +331,9 @@ def _analysis_figures(details: dict[str, Any], n_walkers: int) -> list[Any]:
     pca = details["pca"]
     refs_xy = {f"{name} crystal": (float(xy[0]), float(xy[1])) for name, xy in details["pca_references"].items()}
     gen_xy = details["pca_generated"]
-    n_frames = len(gen_xy) // n_walkers
+    step, walker = frame_major_labels(len(gen_xy) // n_walkers, n_walkers)
     return [
-        state_map(details["pca_training"], gen_xy, refs_xy, walker=np.tile(np.arange(n_walkers), n_frames),
-                  time=np.repeat(np.arange(n_frames), n_walkers), labels=tuple(pca.labels), unit="nm",
+        state_map(details["pca_training"], gen_xy, refs_xy, walker=walker, time=step, labels=tuple(pca.labels), unit="nm",
                   title="State map: PCA of the training frames (density), generated frames, crystal states"),
         rmsd_timelines(details["rmsd_nm"], n_walkers=n_walkers, threshold_nm=STATE_REACHED_NM,
                        title="Generated frames: Calpha RMSD to the crystal states, per walker"),
@@ -350,7 +351,7 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     train, truth = runs["closed_train"], runs["equilibrium"]
     details: dict[str, Any] = {}
     metrics = analyze(
-        ensemble.trajectory, train, refs, reference_ensemble=truth, n_walkers=ensemble.n_walkers,
+        ensemble, train, refs, reference_ensemble=truth,
         generated_labels=datasets.adk_cg_states(ensemble.trajectory), reference_labels=datasets.adk_cg_states(truth),
         state_names=datasets.ADK_STATE_NAMES, n_states=len(datasets.ADK_STATE_NAMES), seed=config.seed,
         details=details,
@@ -453,7 +454,7 @@ def run_demo(
         result = stage(config, *results, *((out,) if stage in writes_files else ()))
         result.seconds = time.perf_counter() - start
         results.append(result)
-    from . import __version__
+    from ._version import __version__
 
     metrics: dict[str, Any] = {
         "mdllm_kit_version": __version__,

@@ -21,36 +21,29 @@ def _parse_refs(items: list[str]) -> dict[str, str]:
 
 
 def _load_generated(path: str, top: str | None):
-    """A sampling output folder (with its walkers) or a trajectory file."""
+    """A sampling output folder (a GeneratedEnsemble, with its walkers) or a trajectory file."""
     from ..loading import load_trajectory
 
     folder = Path(path)
     if folder.is_dir():
-        if not (folder / "params.json").exists():
-            raise MdllmError(f"{folder} is not a sampling output folder (no params.json); pass a trajectory file "
-                             "or the folder written by mdllm sample")
-        if not (folder / "tokens.npz").exists():
-            raise MdllmError(f"sampling folder {folder} has no tokens.npz: no frames were saved yet; "
-                             f"let mdllm sample --out {folder} run (or continue it with --resume) "
-                             "until it has written frames, or pass a trajectory file")
         from ..lm import GeneratedEnsemble
 
-        # tokens.npz is the record: a trajectory.xtc cut short by an interrupted run is rebuilt from it
+        # the sampler owns the folder layout (params.json, tokens.npz -- the record -- and trajectory.xtc, which
+        # is rebuilt from the tokens when an interrupted run cut it short) and names what is missing
         ensemble = GeneratedEnsemble.load(folder)
         if ensemble.n_frames == 0:
             raise MdllmError(f"sampling folder {folder} holds no frames yet; let mdllm sample --out {folder} run "
                              "(or continue it with --resume) until it has written frames, or pass a trajectory file")
-        return ensemble.trajectory, ensemble.n_walkers
-    return load_trajectory(path, top=top, superpose=False), None
+        return ensemble  # mk.analyze takes the ensemble, walkers included
+    return load_trajectory(path, top=top, superpose=False)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from ..loading import load_trajectory
     from .metrics import analyze, summary_lines
 
-    generated, n_walkers = _load_generated(args.gen, args.top)
-    if args.walkers is not None:
-        n_walkers = args.walkers
+    generated = _load_generated(args.gen, args.top)
+    n_walkers = args.walkers
     training = load_trajectory(args.train, top=args.train_top, superpose=False)
     refs = {name: load_trajectory(p, superpose=False) for name, p in _parse_refs(args.ref).items()}
     ensemble = None

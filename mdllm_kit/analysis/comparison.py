@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import MdllmError
 from .projection import FittedProjection, _superposed, mean_structure
-from .rmsd import matched_atom_indices
+from .rmsd import matched_trajectories
 from .units import NM_TO_A
 
 __all__ = [
@@ -161,9 +161,7 @@ def rmsf_correlation(
     """
     from scipy.stats import pearsonr
 
-    idx_g, idx_r = matched_atom_indices(generated.topology, reference.topology, atom_names)
-    ref = md.Trajectory(reference.xyz[:, idx_r], reference.topology.subset(idx_r))
-    gen = md.Trajectory(generated.xyz[:, idx_g], ref.topology)
+    gen, ref = matched_trajectories(generated, reference, atom_names)
     mean = mean_structure(ref.xyz, ref.topology)
     common = md.Trajectory(mean[None], ref.topology)
     rmsf = {}

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contracts import per_walker, step_and_walker
 from ..errors import MdllmError
 from .units import NM_TO_A
 
@@ -46,13 +47,12 @@ def threshold_key(threshold_nm: float) -> str:
 def _first_within(within: np.ndarray, n_walkers: int) -> tuple[int | None, list[int | None]]:
     """First generated-frame time step with a frame within the threshold; and per walker."""
     n_steps = len(within) // n_walkers
-    grid = within[: n_steps * n_walkers].reshape(n_steps, n_walkers)
-    per_walker: list[int | None] = []
-    for k in range(n_walkers):
-        hits = np.flatnonzero(grid[:, k])
-        per_walker.append(int(hits[0]) if hits.size else None)
-    found = [s for s in per_walker if s is not None]
-    return (min(found) if found else None), per_walker
+    grid = per_walker(within[: n_steps * n_walkers], n_walkers)  # (n_walkers, n_steps)
+    first: list[int | None] = []
+    for hits in map(np.flatnonzero, grid):
+        first.append(int(hits[0]) if hits.size else None)
+    found = [s for s in first if s is not None]
+    return (min(found) if found else None), first
 
 
 def reference_coverage(
@@ -106,6 +106,7 @@ def reference_coverage(
                 "n_walkers (frame-major order) or leave it out"
             )
         argmin = int(np.argmin(values))
+        argmin_step, argmin_walker = step_and_walker(argmin, n_walkers)
         first, per_walker = _first_within(values < reached_nm, n_walkers)
         fractions = {threshold_key(t): float(np.mean(values < t)) for t in thresholds_nm}
         out[name] = {
@@ -113,8 +114,8 @@ def reference_coverage(
             "min_rmsd_nm": float(values[argmin]),
             "min_rmsd_A": float(values[argmin] * NM_TO_A),
             "argmin_frame": argmin,
-            "argmin_step": argmin // n_walkers,
-            "argmin_walker": argmin % n_walkers,
+            "argmin_step": argmin_step,
+            "argmin_walker": argmin_walker,
             "reached": bool(values[argmin] < reached_nm),
             "reached_threshold_A": float(reached_nm * NM_TO_A),
             "first_step_within": first,

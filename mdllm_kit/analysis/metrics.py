@@ -51,6 +51,7 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from ..contracts import frame_major_frames
 from ..errors import MdllmError
 from .comparison import (MSM_LAGTIME_FRAMES, MSM_N_CLUSTERS, N_STATES, check_label_count, compare_ensembles,
                          js_distances, msm_comparison)
@@ -123,7 +124,7 @@ def _walkers(traj: md.Trajectory, n_walkers: int) -> list[md.Trajectory]:
 
 
 def analyze(
-    generated: md.Trajectory,
+    generated: Any,
     training: md.Trajectory,
     references: Mapping[str, md.Trajectory],
     reference_ensemble: md.Trajectory | None = None,
@@ -145,9 +146,11 @@ def analyze(
 
     Parameters
     ----------
-    generated : mdtraj.Trajectory
+    generated : mdtraj.Trajectory or GeneratedEnsemble
         Generated frames, nm; frame-major over walkers when ``n_walkers`` is
-        given (as :attr:`GeneratedEnsemble.trajectory`).
+        given (as :attr:`GeneratedEnsemble.trajectory`). A
+        :class:`~mdllm_kit.GeneratedEnsemble` (what :class:`~mdllm_kit.Sampler`
+        returns) is taken directly, with its own walker count.
     training : mdtraj.Trajectory
         The training ensemble, nm.
     references : mapping of str to mdtraj.Trajectory
@@ -155,7 +158,7 @@ def analyze(
     reference_ensemble : mdtraj.Trajectory, optional
         Ground-truth ensemble for the ``comparison`` block.
     n_walkers : int, optional
-        Walkers of a frame-major ensemble (default 1: one trajectory).
+        Walkers of a frame-major trajectory (default: the ensemble's, else 1).
     generated_labels, reference_labels : numpy.ndarray of int, optional
         Ground-truth state labels, shape (``generated.n_frames``,) and
         (``reference_ensemble.n_frames``,), in the trajectories' own frame
@@ -171,7 +174,7 @@ def analyze(
     tica_lagtime : int
         Lag time of the TICA fitted on the training ensemble, frames.
     max_training_frames : int
-        Training frames (evenly strided) used for novelty.
+        Training frames (evenly spaced) used for novelty.
     seed : int
         Seed of the clusterings.
     generated_dt_ps : float, optional
@@ -192,6 +195,7 @@ def analyze(
         JSON-serialisable metrics (non-finite values as ``None``); layout in
         the module docstring.
     """
+    generated, n_walkers = frame_major_frames(generated, n_walkers)
     n_walkers = 1 if n_walkers is None else int(n_walkers)
     if n_walkers < 1:
         raise MdllmError(f"walkers must be >= 1, got {n_walkers}; pass the number of walkers the frames interleave")

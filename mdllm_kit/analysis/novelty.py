@@ -18,14 +18,14 @@ can be passed instead.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import mdtraj as md
 import numpy as np
 
 from ..errors import TrajectoryError
-from .rmsd import matched_atom_indices
+from ..subsample import evenly_spaced_indices
+from .rmsd import matched_trajectories
 
 __all__ = [
     "NOVELTY_MAX_TRAINING_FRAMES",
@@ -43,17 +43,14 @@ NOVELTY_PERCENTILE = 99.0
 
 
 def subsample_evenly(traj: md.Trajectory, max_frames: int) -> md.Trajectory:
-    """Every ``ceil(n_frames / max_frames)``-th frame of ``traj`` (all frames when short enough)."""
+    """At most ``max_frames`` frames of ``traj``, evenly spaced (:func:`mdllm_kit.subsample.evenly_spaced_indices`)."""
     if max_frames < 1:
         raise TrajectoryError(f"max_frames must be >= 1, got {max_frames}")
-    stride = max(1, math.ceil(traj.n_frames / max_frames))
-    return traj[::stride]
+    return traj[evenly_spaced_indices(traj.n_frames, max_frames)]
 
 
 def _matched(a: md.Trajectory, b: md.Trajectory, atom_names: Sequence[str]) -> tuple[md.Trajectory, md.Trajectory]:
-    idx_a, idx_b = matched_atom_indices(a.topology, b.topology, atom_names)
-    sub_a = md.Trajectory(a.xyz[:, idx_a].copy(), a.topology.subset(idx_a))
-    sub_b = md.Trajectory(b.xyz[:, idx_b].copy(), b.topology.subset(idx_b))
+    sub_a, sub_b = matched_trajectories(a, b, atom_names)
     sub_a.center_coordinates()
     sub_b.center_coordinates()
     return sub_a, sub_b

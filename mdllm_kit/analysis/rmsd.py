@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import TrajectoryError
 from .units import NM_TO_A
 
-__all__ = ["matched_atom_indices", "rmsd_per_frame", "rmsd_to_references"]
+__all__ = ["matched_atom_indices", "matched_trajectories", "rmsd_per_frame", "rmsd_to_references"]
 
 
 def matched_atom_indices(
@@ -55,6 +55,21 @@ def matched_atom_indices(
     return np.asarray(idx_a, dtype=int), np.asarray(idx_b, dtype=int)
 
 
+def matched_trajectories(
+    a: md.Trajectory, b: md.Trajectory, atom_names: Sequence[str] = ("CA",)
+) -> tuple[md.Trajectory, md.Trajectory]:
+    """``a`` and ``b`` cut to the atoms they share (:func:`matched_atom_indices`), atom ``i`` of one matching atom ``i`` of the other.
+
+    Returns
+    -------
+    sub_a, sub_b : mdtraj.Trajectory
+        All frames of each, ``n_matched`` atoms, nm (new coordinate arrays).
+    """
+    idx_a, idx_b = matched_atom_indices(a.topology, b.topology, atom_names)
+    return (md.Trajectory(a.xyz[:, idx_a], a.topology.subset(idx_a)),
+            md.Trajectory(b.xyz[:, idx_b], b.topology.subset(idx_b)))
+
+
 def rmsd_to_references(
     traj: md.Trajectory,
     references: Mapping[str, md.Trajectory],
@@ -80,9 +95,7 @@ def rmsd_to_references(
     """
     out: dict[str, np.ndarray] = {}
     for name, ref in references.items():
-        idx_t, idx_r = matched_atom_indices(traj.topology, ref.topology, atom_names)
-        target = md.Trajectory(ref.xyz[:1, idx_r], ref.topology.subset(idx_r))
-        moving = md.Trajectory(traj.xyz[:, idx_t], traj.topology.subset(idx_t))
+        moving, target = matched_trajectories(traj, ref[0], atom_names)
         out[name] = md.rmsd(moving, target, 0).astype(np.float64)
     return out
 

@@ -45,17 +45,14 @@ import mdtraj as md
 import numpy as np
 
 from ..errors import TrajectoryError
-from ..loading.checks import _PEPTIDE_BOND_MAX_NM
+from ..bonds import CA_BREAK_NM, CA_CLASH_NM, PEPTIDE_BOND_MAX_NM
 from .units import NM_TO_A
 
 __all__ = ["CA_BREAK_NM", "CA_CLASH_NM", "CN_BREAK_NM", "bonded_residue_pairs", "validity_report"]
 
-#: Consecutive Calpha atoms farther apart than this (nm) are a broken chain (4.2 A).
-CA_BREAK_NM = 0.42
-#: Two Calpha atoms closer than this (nm) clash (3.0 A).
-CA_CLASH_NM = 0.30
+# CA_BREAK_NM (4.2 A) and CA_CLASH_NM (3.0 A) are defined in mdllm_kit.bonds, with every bond limit.
 #: A C(i)-N(i+1) peptide bond longer than this (nm) is broken (2.0 A; the loader's chain-break cut-off).
-CN_BREAK_NM = _PEPTIDE_BOND_MAX_NM
+CN_BREAK_NM = PEPTIDE_BOND_MAX_NM
 #: Frames per block when computing all Calpha pair distances (bounds memory to ~100 MB for 500 residues).
 _CLASH_CHUNK_FRAMES = 100
 

@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, atomic_write_json
+from ..contracts import FRAME_EMBEDDING_MODULES, is_frame_model
 from ..errors import BundleMismatchError, ModelError
 from .codec import FrameCodec
 from .config import ModelSettings, TrainSettings
 
-__all__ = ["ModelBundle", "load_bundle", "load_bundle_tokenizer"]
+__all__ = ["ModelBundle", "export_merged", "load_bundle", "load_bundle_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,20 +128,78 @@ class ModelBundle:
         if self.seed_tokens is not None:
             with atomic_path(directory / "seed_tokens.npz") as tmp:
                 np.savez(tmp, tokens=np.asarray(self.seed_tokens, dtype=np.int64))
-        from .. import __version__
+        from .._version import __version__
 
         cls = type(self.tokenizer)
         if self.bundle_id is None:
             self.bundle_id = uuid.uuid4().hex
         atomic_write_json(marker, {
             "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "mdllm_kit_version": __version__,
-            "weights": weights, "base_model": self.model_settings.base_model,
+            "weights": weights, "base_model": self.model_settings.base_model, "frame_aware": is_frame_model(model),
             "tokenizer_class": f"{cls.__module__}:{cls.__qualname__}",
             "tokenizer_fingerprint": str(self.tokenizer.fingerprint), "bundle_id": self.bundle_id,
         })
         self.path = directory
         logger.info("saved model bundle to %s (%s weights)", directory, weights)
         return directory
+
+
+def export_merged(directory: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write a bundle's model as a plain Hugging Face checkpoint folder (LoRA merged, new token rows included).
+
+    ``out`` gets the ``save_pretrained`` files (``config.json``, safetensors
+    weights) of the merged model, ``mdllm_codec.json`` (which LM ids are the
+    structure tokens, ``<frame>``, ``<bos>``) and ``tokenizer/`` (the
+    structure tokenizer). A pretrained family loads with
+    ``AutoModelForCausalLM.from_pretrained(out)`` as that family's plain
+    class; the frame tables (``frame_position_embeddings``, ...) are in the
+    weights and the frame layout in ``config.json`` (``frame_length``), and
+    ``mdllm_kit.lm.frame_model.make_frame_aware`` restores them. The default
+    model's ``config.json`` names ``model_type`` ``mdllm_frame_mistral``
+    (``mdllm_kit.lm.frame_model.register_frame_model()`` registers it).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ModelError(f"{out} exists and is not empty; pass a new folder to --out")
+    bundle = load_bundle(directory, device="cpu", dtype=torch.float32)
+
+    def write(d: Path) -> None:
+        bundle.model.save_pretrained(str(d), safe_serialization=True)
+        atomic_write_json(d / "mdllm_codec.json", bundle.codec.to_dict())
+        bundle.tokenizer.save_pretrained(d / "tokenizer")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save_dir(out, write)
+    logger.info("exported the merged model of %s to %s", directory, out)
+    return out
+
+
+def _restore_frame_embeddings(model: torch.nn.Module, weights: Path) -> None:
+    """Make a loaded pretrained-family model frame-aware again and read its frame tables from ``weights``."""
+    from safetensors import safe_open
+
+    from .frame_model import make_frame_aware
+
+    cfg = model.config
+    make_frame_aware(model, int(cfg.frame_length), previous_frame_embedding=bool(cfg.previous_frame_embedding),
+                     tie_previous_frame_embedding=bool(cfg.tie_previous_frame_embedding))
+    wanted = {f"{name}.weight": getattr(model, name) for name in FRAME_EMBEDDING_MODULES
+              if getattr(model, name, None) is not None}
+    found: set[str] = set()
+    for path in sorted(weights.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for key in wanted.keys() & set(f.keys()):
+                with torch.no_grad():
+                    wanted[key].weight.copy_(f.get_tensor(key))
+                found.add(key)
+    if found != set(wanted):
+        raise BundleMismatchError(f"the model weights in {weights} lack {', '.join(sorted(set(wanted) - found))}; "
+                                  "the bundle is damaged: copy it again or retrain with `mdllm train`")
 
 
 def _save_dir(dest: Path, write) -> None:
@@ -337,12 +396,18 @@ def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenize
         finally:
             if bar:
                 hf_logging.enable_progress_bar()
+        if getattr(model.config, "frame_length", None) is not None and not is_frame_model(model):
+            _restore_frame_embeddings(model, weights)  # a fully fine-tuned pretrained base made frame-aware
     else:
         from peft import PeftModel
 
         from .model import load_base_model
 
-        base, base_codec = load_base_model(tokenizer, model_settings)
+        # adapter bundles written before pretrained bases were made frame-aware hold a plain model
+        frame_aware = bool(meta.get("frame_aware", False))
+        base_settings = model_settings if frame_aware else model_settings.replace(frame_embeddings=False,
+                                                                                  previous_frame_embedding=False)
+        base, base_codec = load_base_model(tokenizer, base_settings)
         if base_codec.to_dict() != codec.to_dict():
             raise BundleMismatchError("the base model's vocabulary differs from the one the adapter was trained on; "
                                       "pass the same base model folder as in training (base_model=)")

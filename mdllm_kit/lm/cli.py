@@ -1,8 +1,8 @@
-"""``mdllm train`` and ``mdllm sample``.
+"""``mdllm train``, ``mdllm sample`` and ``mdllm export``.
 
-:func:`add_lm_commands` registers both subcommands on the ``mdllm`` parser;
+:func:`add_lm_commands` registers the subcommands on the ``mdllm`` parser;
 their ``func`` unpacks the namespace and calls the typed functions
-:func:`train_command` and :func:`sample_command`.
+:func:`train_command`, :func:`sample_command` and :func:`export_command`.
 """
 from __future__ import annotations
 
@@ -12,20 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from .. import contracts
 
-__all__ = ["add_lm_commands", "load_tokenizer", "sample_command", "train_command"]
+__all__ = ["add_lm_commands", "export_command", "load_tokenizer", "sample_command", "train_command"]
 
 logger = logging.getLogger(__name__)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
-    """The structure tokenizer saved in ``directory`` (``mk.StructureTokenizer.from_pretrained``)."""
-    try:
-        from ..tokenizer import StructureTokenizer  # type: ignore[attr-defined]
-    except ImportError as error:  # pragma: no cover - depends on the tokenizer package
-        raise ModelError("this installation has no structure tokenizer (mdllm_kit.tokenizer.StructureTokenizer)") from error
-    return StructureTokenizer.from_pretrained(directory)
+    """The tokenizer saved in ``directory``, by its saved format (:func:`mdllm_kit.contracts.load_tokenizer`)."""
+    return contracts.load_tokenizer(directory)
 
 
 def train_command(trajectories: Sequence[str], tokenizer_dir: str, out: str, *, top: str | None = None,
@@ -68,6 +64,17 @@ def sample_command(bundle_dir: str, out: str, *, settings: Any = None, seed_stru
     return 0
 
 
+def export_command(bundle_dir: str, out: str, *, merged: bool = False) -> int:
+    """Write a bundle's merged model as a plain Hugging Face checkpoint folder; returns 0."""
+    from ..errors import ModelError
+    from .bundle import export_merged
+
+    if not merged:
+        raise ModelError("mdllm export writes a merged checkpoint (LoRA folded into the weights); pass --merged")
+    print(f"merged model -> {export_merged(bundle_dir, out)}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import LoraSettings, ModelSettings, TrainSettings
 
@@ -98,7 +105,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def add_lm_commands(subparsers: Any) -> None:
-    """Register ``train`` and ``sample`` on an ``argparse`` sub-parser collection."""
+    """Register ``train``, ``sample`` and ``export`` on an ``argparse`` sub-parser collection."""
     from .config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
     from .precision import PRECISIONS
 
@@ -137,8 +144,9 @@ def add_lm_commands(subparsers: Any) -> None:
     tr.add_argument("--heads", type=int, default=m.num_heads, help="default model: attention heads")
     tr.add_argument("--kv-heads", type=int, default=m.num_kv_heads, help="default model: key/value heads")
     tr.add_argument("--intermediate-size", type=int, default=m.intermediate_size, help="default model: MLP width")
-    tr.add_argument("--plain-mistral", action="store_true",
-                    help="default model: plain MistralForCausalLM, without the frame-position and previous-frame embeddings")
+    tr.add_argument("--plain-mistral", "--no-frame-embeddings", dest="plain_mistral", action="store_true",
+                    help="no frame-position and previous-frame embeddings: a plain MistralForCausalLM, or the "
+                         "--base-model as it is")
     tr.add_argument("--lora-rank", type=int, default=lo.r, help="LoRA rank")
     tr.add_argument("--lora-alpha", type=float, default=lo.alpha, help="LoRA alpha")
     tr.add_argument("--lora-dropout", type=float, default=lo.dropout, help="LoRA dropout")
@@ -174,3 +182,14 @@ def add_lm_commands(subparsers: Any) -> None:
                     help="auto: bf16 prefill and KV cache, fp32 logits, where the device has native bf16; else fp32")
     sa.add_argument("--no-progress", action="store_true", help="no progress bar")
     sa.set_defaults(func=_cmd_sample)
+
+    ex = subparsers.add_parser(
+        "export", help="write a bundle's model as a plain Hugging Face checkpoint",
+        description="Write the model of a bundle to OUT as a Hugging Face checkpoint folder (save_pretrained, "
+                    "safetensors) with LoRA merged and the structure-token rows included, plus mdllm_codec.json "
+                    "(the token ids) and tokenizer/, for serving the model with other tools.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ex.add_argument("bundle", help="model bundle folder (the --out of mdllm train)")
+    ex.add_argument("--merged", action="store_true", help="merge LoRA adapters into the weights (required)")
+    ex.add_argument("--out", required=True, help="new output folder")
+    ex.set_defaults(func=lambda a: export_command(a.bundle, a.out, merged=a.merged))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contracts import check_frame_tokens
 from ..errors import ModelError
 
 __all__ = ["FrameCodec"]
@@ -142,22 +143,11 @@ class FrameCodec:
 
     # ------------------------------------------------------------------ encode / decode
     def check_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        """Validate structure tokens of shape ``(n_frames, L)``; return them as int64."""
-        tokens = np.asarray(tokens)
-        if tokens.ndim != 2 or tokens.shape[1] != self.tokens_per_frame:
-            raise ModelError(
-                f"structure tokens must have shape (n_frames, {self.tokens_per_frame}), got {tokens.shape}"
-            )
-        tokens = tokens.astype(np.int64, copy=False)
-        ranges = self.ranges_array()
-        bad = (tokens < ranges[None, :, 0]) | (tokens >= ranges[None, :, 1])
-        if bad.any():
-            frame, pos = np.argwhere(bad)[0]
-            raise ModelError(
-                f"structure token {tokens[frame, pos]} at frame {frame}, position {pos} is outside the "
-                f"allowed range {tuple(ranges[pos])}; were these tokens made by the same tokenizer?"
-            )
-        return tokens
+        """Validate structure tokens of shape ``(n_frames, L)``; return them as int64 (:class:`ModelError`).
+
+        See :func:`mdllm_kit.contracts.check_frame_tokens`.
+        """
+        return check_frame_tokens(tokens, self.ranges_array(), one_frame_ok=False, error=ModelError)
 
     def encode_frames(self, tokens: np.ndarray, bos: bool = True) -> np.ndarray:
         """LM ids of frames.

@@ -6,20 +6,15 @@ round-trips through JSON (:meth:`to_dict` / :meth:`from_dict`,
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from ..atomic import atomic_write_json
 from ..errors import ModelError
+from ..jsonconfig import JsonConfig
 from .precision import PRECISIONS
 
 __all__ = ["LoraSettings", "ModelSettings", "SamplingSettings", "TrainSettings"]
-
-_T = TypeVar("_T", bound="_JsonSettings")
 
 #: All attention and MLP projections of Mistral/Llama-style models (the paper's LoRA targets).
 ALL_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -30,40 +25,10 @@ def _require(condition: bool, message: str) -> None:
         raise ModelError(message)
 
 
-class _JsonSettings:
-    """JSON round trip shared by the settings classes."""
+class _JsonSettings(JsonConfig):
+    """JSON round trip shared by the settings classes (:class:`~mdllm_kit.jsonconfig.JsonConfig`)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary of the fields (tuples become lists)."""
-        out = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    @classmethod
-    def from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
-        """Build from :meth:`to_dict` output; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = set(data) - names
-        if unknown:
-            raise ModelError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}; "
-                             f"known fields: {', '.join(sorted(names))}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**kwargs)
-
-    def replace(self: _T, **changes: Any) -> _T:
-        """Copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the settings as JSON (atomically)."""
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls: type[_T], path: str | os.PathLike) -> _T:
-        """Read settings written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    json_error = ModelError
 
 
 @dataclass(frozen=True)
@@ -129,10 +94,12 @@ class ModelSettings(_JsonSettings):
     rope_theta : float
         RoPE base of the default model.
     frame_embeddings : bool
-        Default model only: add a learned embedding of each token's position
-        within its frame (``0 .. L``, the delimiter last) to the token
-        embedding (:class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM`);
-        ``False`` gives a plain ``MistralForCausalLM`` (RoPE only).
+        Add a learned embedding of each token's position within its frame
+        (``0 .. L``, the delimiter last) to the token embedding
+        (:class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM` for the
+        default model; a local ``base_model`` of any family is made
+        frame-aware the same way, :func:`~mdllm_kit.lm.frame_model.make_frame_aware`);
+        ``False`` gives a plain model (RoPE only).
     previous_frame_embedding : bool
         With ``frame_embeddings``: also add the embedding of the token at the
         predicted position one frame earlier (a separate table), so staying

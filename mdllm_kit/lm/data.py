@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..subsample import evenly_spaced_indices
 from .codec import FrameCodec
 
 __all__ = ["WindowDataset", "make_datasets", "time_split"]
@@ -88,7 +89,7 @@ class WindowDataset(torch.utils.data.Dataset):
             return self
         out = WindowDataset.__new__(WindowDataset)
         out.__dict__.update(self.__dict__)
-        pick = np.unique(np.linspace(0, len(self) - 1, max_windows).round().astype(int))
+        pick = evenly_spaced_indices(len(self), max_windows)
         out.index = [self.index[i] for i in pick]
         return out
 

@@ -14,6 +14,7 @@ import torch
 
 from ..analysis.rmsd import rmsd_per_frame
 from ..errors import ModelError
+from ..subsample import evenly_spaced_indices
 
 __all__ = ["constrained_frame_argmax", "next_frame_quality", "predict_next_frames"]
 
@@ -100,8 +101,8 @@ def next_frame_quality(bundle: Any, tokens: np.ndarray, context_frames: int | No
         ``rmsd_A`` (mean Calpha RMSD in Angstrom between the decoded
         prediction and the decoded true frame, after superposition), and
         ``mean_bin_error`` (mean distance in bins between predicted and true
-        token, wrapped for periodic kinds such as dihedrals), also per kind of
-        token when the tokenizer has ``position_kinds()``.
+        token, wrapped for the tokenizer's ``periodic_kinds`` such as
+        dihedrals), also per kind of token (``position_kinds()``).
     """
     codec = bundle.codec
     tokens = codec.check_tokens(tokens)
@@ -110,34 +111,34 @@ def next_frame_quality(bundle: Any, tokens: np.ndarray, context_frames: int | No
     if n < 1:
         raise ModelError(f"{len(tokens)} frames are too few for one window of {c} + 1 frames; pass more frames "
                          "or a smaller context_frames")
-    starts = np.unique(np.linspace(0, n - 1, min(max_windows, n)).round().astype(int))
+    starts = evenly_spaced_indices(n, max_windows)
     windows = np.stack([tokens[s: s + c + 1] for s in starts])
     truth = windows[:, -1]
     candidates = {"model": predict_next_frames(bundle, windows, batch_size), "copy_previous": windows[:, -2]}
     true_xyz = bundle.tokenizer.decode(truth).xyz
-    kinds = _position_kinds(bundle.tokenizer, codec.tokens_per_frame)
+    kinds, periodic = _position_kinds(bundle.tokenizer, codec.tokens_per_frame)
     out: dict[str, Any] = {"n_windows": int(len(windows)), "context_frames": c}
     for name, pred in candidates.items():
         rmsd_A = rmsd_per_frame(bundle.tokenizer.decode(pred).xyz, true_xyz)  # Angstrom
-        error = _bin_error(pred, truth, codec.ranges_array(), kinds)
+        error = _bin_error(pred, truth, codec.ranges_array(), kinds, periodic)
         out[name] = {"token_accuracy": float((pred == truth).mean()), "rmsd_A": float(np.mean(rmsd_A)),
                      "mean_bin_error": float(error.mean()),
                      "mean_bin_error_by_kind": {k: float(error[:, kinds == k].mean()) for k in np.unique(kinds)}}
     return out
 
 
-#: token kinds whose bins are periodic (an angle in [-pi, pi)): their bin error wraps around
-PERIODIC_KINDS = ("dihedral",)
-
-
-def _position_kinds(tokenizer: Any, n: int) -> np.ndarray:
+def _position_kinds(tokenizer: Any, n: int) -> tuple[np.ndarray, frozenset[str]]:
+    """Kind of every frame position and the periodic kinds (:class:`~mdllm_kit.contracts.FrameTokenizer`)."""
     kinds = getattr(tokenizer, "position_kinds", None)
-    return np.asarray(kinds() if callable(kinds) else ["token"] * n)
+    if not callable(kinds):  # a tokenizer without kinds: one non-periodic kind
+        return np.asarray(["token"] * n), frozenset()
+    return np.asarray(kinds()), frozenset(getattr(tokenizer, "periodic_kinds", ()))
 
 
-def _bin_error(pred: np.ndarray, truth: np.ndarray, ranges: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+def _bin_error(pred: np.ndarray, truth: np.ndarray, ranges: np.ndarray, kinds: np.ndarray,
+               periodic: frozenset[str]) -> np.ndarray:
     """Distance in bins between predicted and true tokens, shape (n, L); wrapped for periodic kinds."""
     d = np.abs(pred - truth)
     size = (ranges[:, 1] - ranges[:, 0])[None]
-    periodic = np.isin(kinds, PERIODIC_KINDS)[None]
-    return np.where(periodic, np.minimum(d, size - d), d)
+    wraps = np.isin(kinds, sorted(periodic))[None]
+    return np.where(wraps, np.minimum(d, size - d), d)

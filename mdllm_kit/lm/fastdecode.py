@@ -28,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..contracts import is_frame_model
+
 __all__ = ["StaticDecoder"]
 
 #: ``config.model_type`` values whose decoder layers :class:`StaticDecoder` reproduces exactly.
@@ -122,7 +124,7 @@ class StaticDecoder:
         positions = torch.arange(start, end, device=input_ids.device)[None].expand(b, t)
         model = self.prefill_model if start == 0 and self.prefill_model is not None else self.model
         base = model.model
-        if hasattr(model, "frame_position_embeddings"):  # FrameMistralForCausalLM: token + frame embeddings
+        if is_frame_model(model):  # e.g. FrameMistralForCausalLM: token + frame embeddings
             x = model.embed(input_ids, positions, previous_frame_ids)
         else:
             x = base.embed_tokens(input_ids)

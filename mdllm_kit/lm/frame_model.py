@@ -41,8 +41,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, Mistra
 
 from ..errors import ModelError
 
-__all__ = ["FRAME_MODEL_TYPE", "FrameMistralConfig", "FrameMistralForCausalLM", "frame_position_ids",
-           "ordinal_embedding_init", "previous_frame_ids", "register_frame_model"]
+__all__ = ["FRAME_MODEL_TYPE", "FrameEmbeddingMixin", "FrameMistralConfig", "FrameMistralForCausalLM",
+           "frame_position_ids", "make_frame_aware", "ordinal_embedding_init", "previous_frame_ids",
+           "register_frame_model"]
 
 #: ``model_type`` of the frame-aware Mistral (written into the saved ``config.json``).
 FRAME_MODEL_TYPE = "mdllm_frame_mistral"
@@ -124,22 +125,25 @@ def previous_frame_ids(input_ids: torch.Tensor, frame_length: int, none_id: int)
     return out
 
 
-class FrameMistralForCausalLM(MistralForCausalLM):
-    """Mistral causal LM with frame-position and previous-frame embeddings (see module docs).
+class FrameEmbeddingMixin:
+    """Frame-position and previous-frame input embeddings for a Hugging Face decoder-only causal LM.
 
-    Parameters
-    ----------
-    config : FrameMistralConfig
+    One mechanism for every family: it needs only ``get_input_embeddings()``
+    and a ``forward`` that takes ``inputs_embeds`` and ``position_ids``
+    (Mistral, Llama, Qwen2 and the other ``*ForCausalLM`` classes of
+    transformers). The frame layout is read from the model's config:
+    ``frame_length``, ``previous_frame_embedding``,
+    ``tie_previous_frame_embedding`` (see :class:`FrameMistralConfig`).
+    :class:`FrameMistralForCausalLM` is this mixin on Mistral;
+    :func:`make_frame_aware` applies it to a loaded model of any family.
     """
 
-    config_class = FrameMistralConfig
-
-    def __init__(self, config: FrameMistralConfig) -> None:
-        super().__init__(config)
+    def _init_frame_embeddings(self) -> None:
+        """Create ``frame_position_embeddings`` (and a separate previous-frame table if configured)."""
+        config = self.config
         self.frame_position_embeddings = nn.Embedding(config.frame_length + 1, config.hidden_size)
         separate = config.previous_frame_embedding and not config.tie_previous_frame_embedding
         self.previous_frame_embeddings = nn.Embedding(config.vocab_size + 1, config.hidden_size) if separate else None
-        self.post_init()
 
     @property
     def uses_previous_frame(self) -> bool:
@@ -170,7 +174,8 @@ class FrameMistralForCausalLM(MistralForCausalLM):
         -------
         torch.Tensor, shape (B, T, hidden_size)
         """
-        x = self.model.embed_tokens(input_ids)
+        tokens = self.get_input_embeddings()
+        x = tokens(input_ids)
         x = x + self.frame_position_embeddings(frame_position_ids(positions, self.config.frame_length))
         if self.uses_previous_frame:
             if previous_ids is None:
@@ -178,8 +183,7 @@ class FrameMistralForCausalLM(MistralForCausalLM):
                     raise ModelError("after the first forward call with a KV cache, pass previous_frame_ids (the "
                                      "token one frame before each predicted token; see previous_frame_ids())")
                 previous_ids = previous_frame_ids(input_ids, self.config.frame_length, self.none_id)
-            table = self.previous_frame_embeddings if self.previous_frame_embeddings is not None \
-                else self.model.embed_tokens
+            table = self.previous_frame_embeddings if self.previous_frame_embeddings is not None else tokens
             x = x + table(previous_ids)
         return x
 
@@ -188,17 +192,17 @@ class FrameMistralForCausalLM(MistralForCausalLM):
                 inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
                 use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0,
                 previous_frame_ids: torch.LongTensor | None = None, **kwargs: Any) -> Any:
-        """The Mistral forward with frame-aware input embeddings.
+        """The family's forward with frame-aware input embeddings.
 
-        Same arguments as :meth:`transformers.MistralForCausalLM.forward`
-        (``past_key_values`` is accepted as the older name of ``cache``), plus
+        Same arguments as the family's ``forward`` (e.g. :meth:`transformers.MistralForCausalLM.forward`;
+        ``past_key_values`` is accepted as the older name of ``cache``), plus
         ``previous_frame_ids`` (B, T) for calls that continue a KV cache.
         ``input_ids`` are required (the frame embeddings are looked up from them).
         """
         if input_ids is None:
-            raise ModelError("FrameMistralForCausalLM needs input_ids (its frame embeddings are looked up from them)")
+            raise ModelError(f"{type(self).__name__} needs input_ids (its frame embeddings are looked up from them)")
         if inputs_embeds is not None:
-            raise ModelError("pass input_ids, not inputs_embeds, to FrameMistralForCausalLM")
+            raise ModelError(f"pass input_ids, not inputs_embeds, to {type(self).__name__}")
         if cache is None:
             cache = kwargs.pop("past_key_values", None)
         if position_ids is None:
@@ -220,6 +224,76 @@ class FrameMistralForCausalLM(MistralForCausalLM):
             t = input_ids.shape[1]
             inputs["position_ids"] = torch.arange(t - step_ids.shape[1], t, device=input_ids.device)[None]
         return inputs
+
+
+class FrameMistralForCausalLM(FrameEmbeddingMixin, MistralForCausalLM):
+    """Mistral causal LM with frame-position and previous-frame embeddings (see module docs).
+
+    Parameters
+    ----------
+    config : FrameMistralConfig
+    """
+
+    config_class = FrameMistralConfig
+
+    def __init__(self, config: FrameMistralConfig) -> None:
+        super().__init__(config)
+        self._init_frame_embeddings()
+        self.post_init()
+
+
+_FRAME_CLASSES: dict[type, type] = {}
+
+
+def make_frame_aware(model: nn.Module, frame_length: int, *, previous_frame_embedding: bool = True,
+                     tie_previous_frame_embedding: bool = True) -> nn.Module:
+    """Give a loaded causal LM of any family frame-position and previous-frame embeddings (in place).
+
+    The model's class becomes ``FrameAware<Class>`` (:class:`FrameEmbeddingMixin`
+    before the family's class, made once per family), its config records the
+    frame layout, and the new tables start as the family initialises
+    embeddings (normal, ``config.initializer_range``), in the dtype and on the
+    device of the token embeddings. The model is then a
+    :class:`~mdllm_kit.contracts.FrameModel`: the sampler, the cached decoder
+    and LoRA training treat it like the default model.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A decoder-only causal LM (``*ForCausalLM``), e.g. loaded from a local folder.
+    frame_length : int
+        LM tokens per frame including the delimiter (``FrameCodec.frame_length``).
+    previous_frame_embedding, tie_previous_frame_embedding : bool
+        As in :class:`FrameMistralConfig`.
+
+    Returns
+    -------
+    The same model object.
+    """
+    if isinstance(model, FrameEmbeddingMixin):
+        raise ModelError(f"{type(model).__name__} is already frame-aware")
+    if frame_length < 2:
+        raise ModelError(f"frame_length (tokens per frame incl. the delimiter) must be >= 2, got {frame_length}")
+    if not callable(getattr(model, "get_input_embeddings", None)) or getattr(model, "config", None) is None:
+        raise ModelError(f"{type(model).__name__} is not a Hugging Face causal LM; pass a *ForCausalLM model")
+    base = type(model)
+    cls = _FRAME_CLASSES.get(base)
+    if cls is None:
+        cls = _FRAME_CLASSES[base] = type(f"FrameAware{base.__name__}", (FrameEmbeddingMixin, base),
+                                          {"__module__": __name__, "__doc__": f"{base.__name__} + frame embeddings."})
+    config = model.config
+    config.frame_length = int(frame_length)
+    config.previous_frame_embedding = bool(previous_frame_embedding)
+    config.tie_previous_frame_embedding = bool(tie_previous_frame_embedding)
+    model.__class__ = cls
+    model._init_frame_embeddings()
+    weight = model.get_input_embeddings().weight
+    std = float(getattr(config, "initializer_range", 0.02))
+    for table in (model.frame_position_embeddings, model.previous_frame_embeddings):
+        if table is not None:
+            table.to(device=weight.device, dtype=weight.dtype)
+            nn.init.normal_(table.weight, std=std)
+    return model
 
 
 #: Fourier frequencies of the ordinal embedding initialisation and the width (in frequencies) of their

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..contracts import FRAME_EMBEDDING_MODULES, is_frame_model
 from ..errors import ModelError
 from .codec import FrameCodec
 from .config import ModelSettings
@@ -18,8 +19,6 @@ __all__ = ["apply_lora", "build_default_model", "count_parameters", "load_base_m
 
 logger = logging.getLogger(__name__)
 
-#: Modules of :class:`~mdllm_kit.lm.frame_model.FrameMistralForCausalLM` that LoRA training keeps fully trainable.
-FRAME_EMBEDDING_MODULES: tuple[str, ...] = ("frame_position_embeddings", "previous_frame_embeddings")
 
 
 def build_default_model(codec: FrameCodec, settings: ModelSettings, max_positions: int) -> torch.nn.Module:
@@ -97,7 +96,10 @@ def load_base_model(tokenizer: Any, settings: ModelSettings, device_map: Any = N
     model : transformers.PreTrainedModel
         Embedding (and untied output) matrix grown to the new vocabulary; the
         new rows are the mean of the old ones (deterministic, so an adapter
-        bundle needs only the trained token rows, not whole matrices).
+        bundle needs only the trained token rows, not whole matrices). With
+        ``settings.frame_embeddings`` (the default) the model is made
+        frame-aware (:func:`~mdllm_kit.lm.frame_model.make_frame_aware`),
+        whatever its family.
     codec : FrameCodec
         Structure tokens at ``[old_vocab, old_vocab + V)``, ``<frame>`` right after.
     """
@@ -128,6 +130,13 @@ def load_base_model(tokenizer: Any, settings: ModelSettings, device_map: Any = N
     _append_token_rows(model, base_vocab, codec.lm_vocab_size)
     logger.info("loaded %s; vocabulary %d -> %d (structure tokens + <frame> appended)",
                 settings.base_model, base_vocab, codec.lm_vocab_size)
+    if settings.frame_embeddings:  # the same frame-position / previous-frame embeddings as the default model
+        from .frame_model import make_frame_aware
+
+        if model.config.pad_token_id is None:  # the "no earlier frame" row of a tied previous-frame lookup
+            model.config.pad_token_id = codec.pad_id
+        make_frame_aware(model, codec.frame_length, previous_frame_embedding=settings.previous_frame_embedding,
+                         tie_previous_frame_embedding=settings.tie_previous_frame_embedding)
     return model, codec
 
 
@@ -176,7 +185,7 @@ def apply_lora(model: torch.nn.Module, codec: FrameCodec, settings: ModelSetting
         else:
             kwargs["trainable_token_indices"] = {"embed_tokens": ids, "lm_head": ids}
     frame_modules = [name for name in FRAME_EMBEDDING_MODULES if getattr(model, name, None) is not None]
-    if frame_modules:  # a frame-aware model: its (randomly initialised) frame embeddings are trained fully
+    if is_frame_model(model):  # a frame-aware model: its (randomly initialised) frame embeddings are trained fully
         kwargs["modules_to_save"] = frame_modules
     if settings.load_in_4bit:
         from peft import prepare_model_for_kbit_training

@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, atomic_write_json, remove_stale_temporaries
+from ..contracts import is_frame_model
 from ..errors import SamplingError
 from .bundle import ModelBundle
 from .config import SamplingSettings
@@ -355,7 +356,7 @@ class Sampler:
         self.decode_threads = decode_threads
         self.fast = fast
         self._decoder: Any = None
-        self._previous_frame_input = bool(getattr(self.model, "uses_previous_frame", False))
+        self._previous_frame_input = is_frame_model(self.model) and bool(self.model.uses_previous_frame)
         self.precision = resolve_precision(precision, self.device, "sampling")
         self._compute_model: Any = None  # bf16 copy of the model for the lean decoder (made once, if needed)
 

@@ -12,6 +12,7 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from ..bonds import CA_CHAIN_BREAK_NM, PEPTIDE_BOND_MAX_NM
 from ..errors import TrajectoryError
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,8 @@ BACKBONE_ALIASES: dict[str, frozenset[str]] = {
 #: Capping groups: protein residues without a full backbone, never checked.
 CAP_RESIDUES: frozenset[str] = frozenset({"ACE", "NME", "NMA", "NH2", "FOR", "NHE", "CT3"})
 
-_PEPTIDE_BOND_MAX_NM = 0.2  # C-N peptide bond is 0.133 nm
-_CA_CA_MAX_NM = 0.5  # consecutive CA: 0.38 nm (trans), 0.29 nm (cis); CA(i)-CA(i+2) >= 0.5 nm
+_PEPTIDE_BOND_MAX_NM = PEPTIDE_BOND_MAX_NM  # C-N peptide bond is 0.133 nm (limits: mdllm_kit.bonds)
+_CA_CA_MAX_NM = CA_CHAIN_BREAK_NM  # consecutive CA: 0.38 nm (trans), 0.29 nm (cis); CA(i)-CA(i+2) >= 0.5 nm
 _DEFAULT_BACKBONE = ("N", "CA", "C", "O")
 _MAX_LISTED = 20
 

@@ -1,12 +1,11 @@
 """Configuration of the structure tokenizer (hyperparameters only, no fitted state)."""
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from ..errors import TokenizerError
+from ..jsonconfig import JsonConfig
 
 __all__ = ["TokenizerConfig"]
 
@@ -14,7 +13,7 @@ _ATOMS = ("auto", "ca", "backbone")
 
 
 @dataclass
-class TokenizerConfig:
+class TokenizerConfig(JsonConfig):
     """Hyperparameters of :class:`~mdllm_kit.StructureTokenizer`.
 
     The defaults work for proteins of a few hundred residues; they are what
@@ -83,6 +82,8 @@ class TokenizerConfig:
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     """
 
+    json_error = TokenizerError
+
     codebook_size: int = 256
     atoms: str = "auto"
     backbone_angle_bins: int = 128
@@ -138,34 +139,3 @@ class TokenizerConfig:
             raise TokenizerError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.device, str) or not self.device:
             raise TokenizerError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (tuples become lists)."""
-        d = asdict(self)
-        d["angle_range_deg"] = list(self.angle_range_deg)
-        d["anchor_offsets"] = list(self.anchor_offsets)
-        return d
-
-    def to_json(self) -> str:
-        """JSON text of :meth:`to_dict` (keys sorted)."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TokenizerConfig":
-        """Build a config from :meth:`to_dict` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TokenizerError(f"unknown tokenizer config keys {unknown}; known keys are {sorted(known)}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TokenizerConfig":
-        """Inverse of :meth:`to_json`."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TokenizerError(f"tokenizer config is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise TokenizerError("tokenizer config JSON must be an object")
-        return cls.from_dict(data)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bonds import CA_BOND_OK_NM
 from ..analysis.rmsd import rmsd_per_frame  # re-exported: the tokenizer reports it
 
 __all__ = ["bond_ok_fraction", "rmsd_per_frame"]
 
 
-def bond_ok_fraction(ca: np.ndarray, low: float = 0.35, high: float = 0.41) -> float:
-    """Fraction of consecutive Calpha-Calpha distances within ``[low, high]`` nm.
+def bond_ok_fraction(ca: np.ndarray, low: float = CA_BOND_OK_NM[0], high: float = CA_BOND_OK_NM[1]) -> float:
+    """Fraction of consecutive Calpha-Calpha distances within ``[low, high]`` nm (default 3.5-4.1 A).
 
     Parameters
     ----------

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, atomic_write_json
+from ..contracts import check_frame_tokens
 from ..errors import TokenizerError
 from .config import TokenizerConfig
 from .clashes import min_angle_for_floor, min_nonbonded_distance
@@ -203,6 +204,11 @@ class StructureTokenizer:
             for p in pos:
                 kinds[p] = name
         return kinds
+
+    @property
+    def periodic_kinds(self) -> frozenset[str]:
+        """Kinds of token whose bins are a periodic angle in [-pi, pi) (their bin distance wraps around)."""
+        return frozenset(name for name, q in self._quantisers().items() if q.periodic)
 
     def valid_token_ranges(self) -> np.ndarray:
         """Valid id range of every position of a frame.
@@ -437,27 +443,8 @@ class StructureTokenizer:
         Raises :class:`~mdllm_kit.errors.TokenizerError` for a wrong shape,
         non-integer values or an id outside its position's valid range.
         """
-        arr = tokens.detach().cpu().numpy() if isinstance(tokens, torch.Tensor) else np.asarray(tokens)
-        if arr.ndim == 1 and arr.shape[0] == self.tokens_per_frame:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != self.tokens_per_frame:
-            raise TokenizerError(
-                f"tokens must have shape (n_frames, {self.tokens_per_frame}), got {arr.shape}"
-            )
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.mod(arr, 1) == 0):
-                raise TokenizerError(f"token ids must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        ranges = self.valid_token_ranges()
-        bad = (arr < ranges[:, 0]) | (arr >= ranges[:, 1])
-        if bad.any():
-            f, p = np.argwhere(bad)[0]
-            kind = self.position_kinds()[p]
-            raise TokenizerError(
-                f"{int(bad.sum())} token ids are out of range, first at frame {f}, position {p}: id {arr[f, p]} "
-                f"is not a valid {kind} token [{ranges[p, 0]}, {ranges[p, 1]})"
-            )
-        return arr
+        arr = check_frame_tokens(tokens, self.valid_token_ranges(), kinds=self.position_kinds(), error=TokenizerError)
+        return arr.copy() if isinstance(tokens, np.ndarray) and np.shares_memory(arr, tokens) else arr  # never a view
 
     # ------------------------------------------------------------- decoding
     def _clash_floor(self, closest: torch.Tensor) -> float:

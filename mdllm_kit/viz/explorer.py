@@ -27,10 +27,12 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from ..contracts import step_and_walker
 from ..errors import VisualizationError
 from ..lm.config import SamplingSettings
-from .state_map import (TRACE_GENERATED, TRACE_SELECTED, generated_trace, selected_trace, state_map,
-                        walker_color)
+from .state_map import (TRACE_GENERATED, clicked_frame, generated_trace, link_clicks, move_ring, selected_trace,
+                        state_map, walker_color)
+from .state_map import _scale as display_scale
 from .structure import FrameStore, default_representation, show_frame
 
 __all__ = ["SamplingExplorer"]
@@ -147,7 +149,7 @@ class SamplingExplorer:
                                      f"{type(projection).__name__}")
         self.projection = projection
         self.unit = "nm" if getattr(projection, "kind", None) == "pca" else None
-        self._scale = 10.0 if self.unit == "nm" else 1.0
+        self._scale = display_scale(self.unit)  # NM_TO_A for nm
         labels = tuple(getattr(projection, "labels", ("coordinate 1", "coordinate 2"))[:2])
         train_xy = None if training is None else self._project(training)
         ref_xy = {name: tuple(self._project(ref[0])[0]) for name, ref in (references or {}).items()}
@@ -290,13 +292,8 @@ class SamplingExplorer:
             for k in range(n_walkers):
                 self.figure.add_trace(generated_trace(empty, np.empty(0, np.int64), f"walker {k}",
                                                       color=walker_color(k)))
-            ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
-            ring.x, ring.y = [], []
-        # the ring stays on top of the new points
-        self.figure.data = tuple([t for t in self.figure.data if t.meta != TRACE_SELECTED] +
-                                 [t for t in self.figure.data if t.meta == TRACE_SELECTED])
-        for trace in self._generated_traces():
-            trace.on_click(self._on_click)
+            move_ring(self.figure)
+        link_clicks(self.figure, self._on_click)  # the ring stays on top of the new points
 
     def _run(self, settings: SamplingSettings) -> None:
         try:
@@ -340,11 +337,12 @@ class SamplingExplorer:
         return not self._stop.is_set()
 
     def _on_click(self, trace: Any, points: Any, selector: Any = None) -> None:
-        if points.point_inds:
+        index = clicked_frame(trace, points)
+        if index is not None:
             with self._ui_lock:
                 if self._busy:
                     self._follow_newest = False  # the user chose a frame: stop following the newest one
-                self.show_frame(int(trace.customdata[points.point_inds[0]]))
+                self.show_frame(index)
 
     # ------------------------------------------------------------------ public
     def show_frame(self, index: int) -> None:
@@ -355,10 +353,9 @@ class SamplingExplorer:
                 raise VisualizationError(f"frame {index} has not been generated; there are {n} so far")
             self.selected = int(index)
             show_frame(self.view, self.store, int(index))
-            x, y, _ = self._points[index % self._n_walkers_run][index // self._n_walkers_run]
-            ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
-            with self.figure.batch_update():
-                ring.x, ring.y = [x], [y]
+            step, walker = step_and_walker(int(index), self._n_walkers_run)
+            x, y, _ = self._points[walker][step]
+            move_ring(self.figure, x, y)
 
     def generate(self) -> None:
         """Start a run with the current control values (as the Generate button does)."""

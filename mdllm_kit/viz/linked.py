@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..contracts import step_and_walker
 from ..errors import VisualizationError
 from ._common import as_xy
-from .state_map import TRACE_GENERATED, TRACE_SELECTED, selected_trace, state_map
+from .state_map import TRACE_GENERATED, clicked_frame, link_clicks, move_ring, state_map
 from .structure import _as_trajectory, show_ensemble
 
 __all__ = ["LinkedView", "linked_view"]
@@ -38,17 +39,13 @@ class LinkedView:
         self.xy = xy
         self.selected: int | None = None
         self._box: Any = None
-        for trace in figure.data:
-            if trace.meta == TRACE_GENERATED:
-                trace.on_click(self._on_click)
-        if not any(t.meta == TRACE_SELECTED for t in figure.data):
-            figure.add_trace(selected_trace())
+        link_clicks(figure, self._on_click)
 
     def _on_click(self, trace: Any, points: Any, selector: Any = None) -> None:
-        """plotly click callback: ``points.point_inds`` index into ``trace`` (several traces get the event)."""
-        if not points.point_inds:
-            return
-        self.show_frame(int(trace.customdata[points.point_inds[0]]))
+        """plotly click callback (several traces get the event; see :func:`~mdllm_kit.viz.state_map.clicked_frame`)."""
+        index = clicked_frame(trace, points)
+        if index is not None:
+            self.show_frame(index)
 
     def show_frame(self, index: int) -> None:
         """Show frame ``index`` in the 3D view and ring it on the map."""
@@ -56,9 +53,7 @@ class LinkedView:
             raise VisualizationError(f"frame {index} does not exist; there are {len(self.xy)}")
         self.selected = int(index)
         self.view.frame = int(index)
-        ring = next(t for t in self.figure.data if t.meta == TRACE_SELECTED)
-        with self.figure.batch_update():
-            ring.x, ring.y = [self.xy[index, 0]], [self.xy[index, 1]]
+        move_ring(self.figure, self.xy[index, 0], self.xy[index, 1])
 
     @property
     def widget(self) -> Any:
@@ -119,9 +114,9 @@ def linked_view(
         raise VisualizationError(f"generated_xy has {len(xy)} points but the trajectory {frames.n_frames} frames; "
                                  "project the same frames that are shown")
     if n_walkers:
-        index = np.arange(len(xy))
-        walker = index % n_walkers if walker is None else walker
-        time = index // n_walkers if time is None else time
+        step, walker_of = step_and_walker(np.arange(len(xy)), n_walkers)  # frame-major
+        walker = walker_of if walker is None else walker
+        time = step if time is None else time
     fig = state_map(train_xy, xy, reference_xy, color_by=color_by, walker=walker, time=time, labels=labels,
                     unit=unit, title=title)
     shown_xy = np.empty_like(xy)

@@ -1,4 +1,4 @@
-"""plotly figures of RMSD to reference structures."""
+"""plotly scatter of ensembles in RMSD space (timelines: :mod:`mdllm_kit.viz.timelines`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -8,38 +8,7 @@ import plotly.graph_objects as go
 
 from ..analysis.units import NM_TO_A
 
-__all__ = ["rmsd_pair_map", "rmsd_timeline"]
-
-
-def rmsd_timeline(
-    rmsd_nm: Mapping[str, np.ndarray], time_ps: np.ndarray | None = None, title: str = "RMSD to references"
-) -> go.Figure:
-    """Line plot of RMSD to each reference over time.
-
-    Parameters
-    ----------
-    rmsd_nm : mapping of str to numpy.ndarray, shape (n_frames,)
-        RMSD per reference in nm (as from :func:`mdllm_kit.analysis.rmsd_to_references`).
-    time_ps : numpy.ndarray, shape (n_frames,), optional
-        Time of each frame in ps; frame index when omitted.
-    title : str
-        Figure title.
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-        RMSD in Angstrom against time in ns (or frame index).
-    """
-    n_frames = len(next(iter(rmsd_nm.values())))
-    if time_ps is None:
-        x, xlabel = np.arange(n_frames), "frame"
-    else:
-        x, xlabel = np.asarray(time_ps) / 1000.0, "time (ns)"
-    fig = go.Figure()
-    for name, values in rmsd_nm.items():
-        fig.add_trace(go.Scattergl(x=x, y=np.asarray(values) * NM_TO_A, mode="lines", name=name))
-    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title="Calpha RMSD (A)", template="plotly_white")
-    return fig
+__all__ = ["rmsd_pair_map"]
 
 
 def rmsd_pair_map(

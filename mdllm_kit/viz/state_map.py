@@ -10,7 +10,7 @@ in ``ens.trajectory``, which a linked 3D view shows when the point is clicked.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import plotly.colors
@@ -19,8 +19,9 @@ import plotly.graph_objects as go
 from ..errors import VisualizationError
 from ._common import NM_TO_A, as_per_point, as_xy
 
-__all__ = ["TRACE_GENERATED", "TRACE_REFERENCE", "TRACE_SELECTED", "TRACE_TRAINING", "generated_trace",
-           "reference_trace", "selected_trace", "state_map", "training_trace", "walker_color"]
+__all__ = ["TRACE_GENERATED", "TRACE_REFERENCE", "TRACE_SELECTED", "TRACE_TRAINING", "clicked_frame", "generated_trace",
+           "link_clicks", "move_ring", "reference_trace", "selected_trace", "state_map", "training_trace",
+           "walker_color"]
 
 TRACE_TRAINING = "training"
 TRACE_GENERATED = "generated"
@@ -99,6 +100,39 @@ def selected_trace() -> go.Scatter:
         x=[], y=[], mode="markers", name="shown in 3D", meta=TRACE_SELECTED, hoverinfo="skip",
         marker={"size": SELECTED_MARKER_SIZE, "symbol": "circle-open", "line": {"width": 3}, "color": "black"},
     )
+
+
+def clicked_frame(trace: Any, points: Any) -> int | None:
+    """Frame index (``customdata``) of the point a plotly click callback reports, or ``None`` for no point.
+
+    plotly calls every trace's callback on a click; ``points.point_inds``
+    is empty for the traces that were not hit.
+    """
+    if not points.point_inds:
+        return None
+    return int(trace.customdata[points.point_inds[0]])
+
+
+def link_clicks(figure: Any, callback: Any) -> None:
+    """Call ``callback(trace, points, selector)`` on clicks of the generated traces; keep the ring trace on top.
+
+    Adds the :func:`selected_trace` ring when ``figure`` (a
+    ``plotly.graph_objects.FigureWidget``) has none.
+    """
+    if not any(t.meta == TRACE_SELECTED for t in figure.data):
+        figure.add_trace(selected_trace())
+    figure.data = tuple([t for t in figure.data if t.meta != TRACE_SELECTED] +
+                        [t for t in figure.data if t.meta == TRACE_SELECTED])
+    for trace in figure.data:
+        if trace.meta == TRACE_GENERATED:
+            trace.on_click(callback)
+
+
+def move_ring(figure: Any, x: float | None = None, y: float | None = None) -> None:
+    """Put the ring marker of ``figure`` on ``(x, y)`` (display units), or hide it when ``x`` is ``None``."""
+    ring = next(t for t in figure.data if t.meta == TRACE_SELECTED)
+    with figure.batch_update():
+        ring.x, ring.y = ([], []) if x is None else ([x], [y])
 
 
 def state_map(

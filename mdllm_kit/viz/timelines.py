@@ -7,11 +7,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..contracts import per_walker
 from ..errors import VisualizationError
 from ._common import NM_TO_A
 from .state_map import walker_color
 
-__all__ = ["rmsd_timelines"]
+__all__ = ["rmsd_timeline", "rmsd_timelines"]
 
 # a subplot per reference: this much vertical room each keeps the lines readable
 ROW_HEIGHT_PX = 220
@@ -29,8 +30,7 @@ def _per_walker(values: np.ndarray, n_walkers: int | None, name: str) -> np.ndar
     if arr.size % n_walkers:
         raise VisualizationError(f"RMSD to {name!r} has {arr.size} values, not a multiple of n_walkers={n_walkers}; "
                                  "pass the frame-major values of a whole ensemble (ens.trajectory)")
-    # frame-major: value i * n_walkers + k is frame i of walker k
-    return arr.reshape(-1, n_walkers).T
+    return per_walker(arr, n_walkers)
 
 
 def rmsd_timelines(
@@ -96,3 +96,19 @@ def rmsd_timelines(
     fig.update_xaxes(title_text=xlabel, row=len(names), col=1)
     fig.update_layout(title=title, template="plotly_white", height=ROW_HEIGHT_PX * len(names) + 120)
     return fig
+
+
+def rmsd_timeline(rmsd_nm: Mapping[str, np.ndarray], time_ps: np.ndarray | None = None,
+                  title: str = "RMSD to references") -> go.Figure:
+    """RMSD of one trajectory to each reference over time: :func:`rmsd_timelines` with one walker.
+
+    Parameters
+    ----------
+    rmsd_nm : mapping of str to numpy.ndarray, shape (n_frames,)
+        RMSD per reference in nm (as from :func:`mdllm_kit.analysis.rmsd_to_references`).
+    time_ps : numpy.ndarray, shape (n_frames,), optional
+        Time of each frame in ps (shown in ns); frame index when omitted.
+    title : str
+        Figure title.
+    """
+    return rmsd_timelines(rmsd_nm, time_ps=time_ps, title=title)

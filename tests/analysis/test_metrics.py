@@ -6,6 +6,8 @@ import pytest
 
 import mdllm_kit as mk
 from mdllm_kit.analysis import analyze, msm_comparison, summary_lines
+from mdllm_kit.analysis.novelty import NOVELTY_MAX_TRAINING_FRAMES
+from mdllm_kit.subsample import evenly_spaced_indices
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +18,9 @@ def adk():
 
 def test_training_frames_are_not_novel_and_crystals_sit_where_rmsd_says(adk):
     train = adk["train"]
-    gen = train[::150]  # 16 frames that are in the novelty subsample (stride 3): nearest RMSD 0
+    # 16 frames that are in the novelty subsample (evenly spaced training frames): nearest RMSD 0
+    pick = evenly_spaced_indices(train.n_frames, NOVELTY_MAX_TRAINING_FRAMES)[::64][:16]
+    gen = train[pick]
     details = {}
     metrics = analyze(gen, train, adk["refs"], n_walkers=4, details=details)
     json.dumps(metrics, allow_nan=False)
@@ -30,7 +34,7 @@ def test_training_frames_are_not_novel_and_crystals_sit_where_rmsd_says(adk):
     assert set(metrics) == {"n_frames", "n_walkers", "references", "novelty", "validity", "projection"}
     assert metrics["projection"]["pca"]["labels"] == ["PC1", "PC2"]
     assert metrics["projection"]["tica"]["lagtime_frames"] == 10
-    np.testing.assert_allclose(details["pca_generated"], details["pca_training"][::150], atol=1e-4)
+    np.testing.assert_allclose(details["pca_generated"], details["pca_training"][pick], atol=1e-4)
     assert len(details["validity"]["per_frame"]["ca_valid"]) == 16
 
 
@@ -114,3 +118,16 @@ def test_other_protein_is_refused_but_force_field_residue_names_are_not():
     # as many residues, shifted by one: another sequence
     with pytest.raises(MdllmError, match="not the same protein"):
         _check_same_protein(ca.atom_slice(np.arange(0, 200)), ca.atom_slice(np.arange(1, 201)), "the training trajectory")
+
+
+def test_analyze_takes_a_generated_ensemble(adk):
+    """The sampler's output goes in as it is: its frames and its walker count."""
+    from mdllm_kit.lm import GeneratedEnsemble
+
+    frames = adk["train"][::300]  # 8 frames = 2 steps x 4 walkers, frame-major
+    ens = GeneratedEnsemble(np.zeros((4, 2, 1), np.int64), np.zeros((4, 2)), frames)
+    direct = analyze(frames, adk["train"], adk["refs"], n_walkers=4)
+    assert analyze(ens, adk["train"], adk["refs"]) == direct
+    assert direct["n_walkers"] == 4 and direct["n_frames"] == 8
+    with pytest.raises(mk.MdllmError, match="the ensemble has 4 walkers, not n_walkers=2"):
+        analyze(ens, adk["train"], adk["refs"], n_walkers=2)

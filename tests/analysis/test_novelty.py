@@ -3,6 +3,7 @@ import pytest
 
 from mdllm_kit.analysis import nearest_training_rmsd, novel_fraction, training_novelty_cutoff
 from mdllm_kit.analysis.novelty import subsample_evenly
+from mdllm_kit.subsample import evenly_spaced_indices
 from synthetic_chains import calpha_topology, extended_trace, helix_trace, rigidly_moved, trajectory
 
 N_RES = 16
@@ -27,5 +28,7 @@ def test_nearest_training_frame_and_novel_fraction():
 def test_subsampling_keeps_at_most_the_maximum():
     top = calpha_topology(N_RES)
     traj = trajectory(np.repeat(helix_trace(N_RES)[None], 25, 0), top)
-    assert subsample_evenly(traj, 10).n_frames == 9  # stride ceil(25 / 10) = 3
+    assert subsample_evenly(traj, 10).n_frames == 10  # evenly spaced, first and last frame included
+    np.testing.assert_array_equal(subsample_evenly(traj, 10).time, traj.time[evenly_spaced_indices(25, 10)])
+    assert subsample_evenly(traj, 10).time[-1] == traj.time[-1]
     assert subsample_evenly(traj, 100).n_frames == 25

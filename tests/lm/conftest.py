@@ -82,3 +82,4 @@ def real_tokenizer(small_adk_traj):
     """The project's StructureTokenizer fitted on ``small_adk_traj`` (skips if it is not installed)."""
     module = pytest.importorskip("mdllm_kit.tokenizer")
     return module.StructureTokenizer(codebook_size=32).fit(small_adk_traj)
+

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from mdllm_kit.contracts import FrameTokenizer
 from mdllm_kit.lm import cli as lm_cli
 from mdllm_kit.lm.sampler import GeneratedEnsemble
 from toy_tokenizer import ToyTokenizer
@@ -15,7 +16,7 @@ def _parser():
     return parser
 
 
-@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("command", ["train", "sample", "export"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _parser().parse_args([command, "--help"])
@@ -27,7 +28,9 @@ def test_train_then_sample(tmp_path, toy_traj, toy_tok, monkeypatch, capsys):
     toy_traj.save_xtc(str(tmp_path / "traj.xtc"))
     toy_traj[0].save_pdb(str(tmp_path / "top.pdb"))
     toy_tok.save_pretrained(tmp_path / "tok")
-    monkeypatch.setattr(lm_cli, "load_tokenizer", ToyTokenizer.from_pretrained)
+    # no patching: the toy registers its saved format, so the command line loads it like any FrameTokenizer
+    assert isinstance(lm_cli.load_tokenizer(tmp_path / "tok"), ToyTokenizer)
+    assert isinstance(toy_tok, FrameTokenizer)
     parser = _parser()
     args = parser.parse_args([
         "train", str(tmp_path / "traj.xtc"), "--top", str(tmp_path / "top.pdb"), "--tokenizer", str(tmp_path / "tok"),

@@ -17,14 +17,15 @@ def test_copy_baseline_and_model_on_held_out_frames(trained_bundle, toy_tok, toy
     assert q["copy_previous"]["mean_bin_error"] == pytest.approx(np.abs(truth - last).mean())
     for name in ("model", "copy_previous"):
         assert 0 <= q[name]["token_accuracy"] <= 1 and q[name]["rmsd_A"] >= 0
-        assert set(q[name]["mean_bin_error_by_kind"]) == {"token"}  # the toy tokenizer names no kinds
+        assert set(q[name]["mean_bin_error_by_kind"]) == {"x", "y", "z"}  # the toy tokenizer's position kinds
 
 
 def test_a_frozen_trajectory_is_copied_exactly(trained_bundle, toy_tok, toy_traj):
     tokens = np.repeat(toy_tok.encode(toy_traj[:1]), 6, axis=0)
     q = next_frame_quality(trained_bundle, tokens)
     assert q["copy_previous"] == {"token_accuracy": 1.0, "rmsd_A": pytest.approx(0.0, abs=1e-3),
-                                  "mean_bin_error": 0.0, "mean_bin_error_by_kind": {"token": 0.0}}
+                                  "mean_bin_error": 0.0,
+                                  "mean_bin_error_by_kind": {"x": 0.0, "y": 0.0, "z": 0.0}}
 
 
 def test_predictions_are_valid_tokens(trained_bundle, toy_tok, toy_traj):
@@ -64,4 +65,5 @@ def test_bin_error_wraps_periodic_kinds():
     ranges = np.array([[0, 256], [256, 512]])
     kinds = np.array(["angle", "dihedral"])
     pred, truth = np.array([[0, 256]]), np.array([[255, 511]])
-    np.testing.assert_array_equal(_bin_error(pred, truth, ranges, kinds), [[255, 1]])
+    np.testing.assert_array_equal(_bin_error(pred, truth, ranges, kinds, frozenset({"dihedral"})), [[255, 1]])
+    np.testing.assert_array_equal(_bin_error(pred, truth, ranges, kinds, frozenset()), [[255, 255]])

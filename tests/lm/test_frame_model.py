@@ -13,6 +13,7 @@ from mdllm_kit.lm.config import ModelSettings
 from mdllm_kit.lm.data import WindowDataset
 from mdllm_kit.lm.frame_model import (FrameMistralConfig, FrameMistralForCausalLM, frame_position_ids,
                                       ordinal_embedding_init, previous_frame_ids, register_frame_model)
+from mdllm_kit.contracts import FrameModel, is_frame_model
 from mdllm_kit.lm.model import build_default_model, prepare_model
 
 
@@ -127,6 +128,7 @@ def test_default_model_is_frame_aware(toy_tok):
     codec = FrameCodec.for_tokenizer(toy_tok)
     model = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32), 512)
     assert isinstance(model, FrameMistralForCausalLM)
+    assert is_frame_model(model) and isinstance(model, FrameModel)
     assert model.config.frame_length == codec.frame_length
     # the previous-frame token is looked up in the (tied) token table, whose structure rows start smooth in bin order
     assert model.uses_previous_frame and model.previous_frame_embeddings is None
@@ -143,13 +145,14 @@ def test_default_model_is_frame_aware(toy_tok):
     assert separate.previous_frame_embeddings.num_embeddings == codec.lm_vocab_size + 1
     plain = build_default_model(codec, ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32,
                                                      frame_embeddings=False, previous_frame_embedding=False), 512)
-    assert type(plain).__name__ == "MistralForCausalLM"
+    assert type(plain).__name__ == "MistralForCausalLM" and not is_frame_model(plain)
 
 
 def test_lora_on_the_default_model_trains_the_frame_embeddings(toy_tok):
     settings = ModelSettings(hidden_size=32, num_heads=2, intermediate_size=32, finetune="lora",
                              tie_previous_frame_embedding=False)
     model, _ = prepare_model(toy_tok, settings, max_positions=512)
+    assert is_frame_model(model)  # seen through the peft wrapper
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("frame_position_embeddings" in n for n in names)
     assert any("previous_frame_embeddings" in n for n in names)
@@ -257,3 +260,72 @@ def test_ordinal_init_makes_neighbouring_bins_alike():
         assert (p[:20].diff() < 0).all() and p[1] > 0.9 * p[0] and p[64:].abs().max() < 0.1 * p[0]
         torch.testing.assert_close(block.norm(dim=1), torch.full((256,), 0.02 * 128 ** 0.5), rtol=1e-4, atol=1e-6)
     assert (weight[10:266] @ weight[266:].T).abs().max() < 0.5 * 0.02 ** 2 * 128  # blocks are not alike
+
+
+def _tiny_pretrained(family: str, folder):
+    """A tiny random model of ``family`` saved to ``folder`` and loaded back as a local pretrained model."""
+    import transformers
+
+    from tiny_models import save_tiny_pretrained
+
+    return transformers.AutoModelForCausalLM.from_pretrained(save_tiny_pretrained(family, folder),
+                                                             local_files_only=True).eval()
+
+
+@pytest.mark.parametrize("family", ["mistral", "llama", "qwen2"])
+@pytest.mark.parametrize("tie", [True, False])
+def test_any_family_made_frame_aware_caches_like_a_full_forward(family, tie, tmp_path):
+    """make_frame_aware: one mechanism for every family; cached steps with previous_frame_ids equal a full pass."""
+    from mdllm_kit.contracts import is_frame_model
+    from mdllm_kit.lm.fastdecode import StaticDecoder
+    from mdllm_kit.lm.frame_model import FrameEmbeddingMixin, make_frame_aware
+
+    model = _tiny_pretrained(family, tmp_path / family)
+    family_cls = type(model)
+    assert make_frame_aware(model, 5, tie_previous_frame_embedding=tie) is model
+    assert isinstance(model, FrameEmbeddingMixin) and isinstance(model, family_cls) and is_frame_model(model)
+    assert model.uses_previous_frame and model.config.frame_length == 5
+    assert (model.previous_frame_embeddings is None) == tie
+    ids = torch.randint(3, 40, (2, 17))
+    prev = previous_frame_ids(ids, 5, model.none_id)
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        out = model(input_ids=ids[:, :9], use_cache=True)
+        cache = out.past_key_values
+        torch.testing.assert_close(out.logits[:, -1], full[:, 8], rtol=1e-4, atol=1e-5)
+        for t in range(9, 17):
+            out = model(input_ids=ids[:, t:t + 1], cache=cache, use_cache=True, previous_frame_ids=prev[:, t:t + 1])
+            cache = out.past_key_values
+            torch.testing.assert_close(out.logits[:, -1], full[:, t], rtol=1e-4, atol=1e-5)
+        if StaticDecoder.supports(model, 20):  # the lean decoder (Mistral, Llama layouts) uses the model's embed
+            dec = StaticDecoder(model, batch=2, max_len=20)
+            torch.testing.assert_close(dec.forward(ids[:, :9], reset=True), full[:, 8], rtol=1e-4, atol=1e-5)
+            for t in range(9, 17):
+                torch.testing.assert_close(dec.forward(ids[:, t:t + 1], previous_frame_ids=prev[:, t:t + 1]),
+                                           full[:, t], rtol=1e-4, atol=1e-5)
+    assert StaticDecoder.supports(model, 20) == (family != "qwen2")  # Qwen2's attention bias: HF forward
+    # the frame embeddings matter: another frame position table changes the logits
+    with torch.no_grad():
+        model.frame_position_embeddings.weight.add_(1.0)
+        assert not torch.allclose(model(input_ids=ids).logits, full)
+    with pytest.raises(ModelError, match="already frame-aware"):
+        make_frame_aware(model, 5)
+
+
+def test_frame_aware_pretrained_model_trains_its_frame_embeddings_with_lora(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from mdllm_kit.contracts import FRAME_EMBEDDING_MODULES, is_frame_model
+    from mdllm_kit.lm.frame_model import make_frame_aware
+
+    model = make_frame_aware(_tiny_pretrained("llama", tmp_path / "llama"), 5, tie_previous_frame_embedding=False)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM",
+                                                  modules_to_save=list(FRAME_EMBEDDING_MODULES)))
+    assert is_frame_model(peft_model)
+    ids = torch.randint(3, 40, (2, 12))
+    loss = peft_model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grads = {n for n, p in peft_model.named_parameters() if p.requires_grad and p.grad is not None}
+    assert any("frame_position_embeddings" in n for n in grads)
+    assert any("previous_frame_embeddings" in n for n in grads)
+    assert any("lora_" in n for n in grads)

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from tiny_models import save_tiny_pretrained
+from mdllm_kit.contracts import is_frame_model
 from mdllm_kit.lm.bundle import load_bundle
 from mdllm_kit.lm.codec import FrameCodec
 from mdllm_kit.lm.config import LoraSettings, ModelSettings
@@ -40,7 +42,10 @@ def test_pretrained_lora_setup(base_model_dir, toy_tok):
     model, codec = prepare_model(toy_tok, settings, max_positions=512)
     assert codec.structure_offset == 40 and codec.lm_vocab_size == 40 + toy_tok.vocab_size + 1
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert names and all(("lora_" in n) or ("trainable_tokens" in n) for n in names)
+    # the pretrained base is made frame-aware: its new frame-position table trains fully, like the default model's
+    assert names and all(("lora_" in n) or ("trainable_tokens" in n) or ("frame_position_embeddings" in n)
+                         for n in names)
+    assert any("frame_position_embeddings" in n for n in names)
     assert any("embed_tokens" in n and "trainable_tokens" in n for n in names)
     assert any("lm_head" in n and "trainable_tokens" in n for n in names)
     for module in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
@@ -55,6 +60,7 @@ def test_pretrained_train_and_reload(base_model_dir, tmp_path, toy_traj, toy_tok
     assert (tmp_path / "adapter").is_dir() and not (tmp_path / "model").exists()
     assert bundle.metrics["finetune"] == "lora"
     reloaded = load_bundle(tmp_path, device="cpu")
+    assert is_frame_model(reloaded.model) and type(reloaded.model).__name__ == "FrameAwareMistralForCausalLM"
     ids = torch.from_numpy(bundle.codec.encode_frames(toy_tok.encode(toy_traj[:2])))[None]
     with torch.no_grad():
         trained = bundle.model.eval()(input_ids=ids).logits
@@ -70,3 +76,50 @@ def test_pretrained_train_and_reload(base_model_dir, tmp_path, toy_traj, toy_tok
     head_new = reloaded.model.get_output_embeddings().weight.detach()
     torch.testing.assert_close(head_new[:40], base.get_output_embeddings().weight.detach())
     assert not np.allclose(emb_new[40:].numpy(), emb_new[40:].mean(0).numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,finetune", [("llama", "lora"), ("qwen2", "lora"), ("llama", "full")])
+def test_pretrained_families_train_frame_aware_reload_and_sample(family, finetune, tmp_path, toy_traj, toy_tok,
+                                                                 tiny_train_settings):
+    from mdllm_kit.lm.fastdecode import StaticDecoder
+    from mdllm_kit.lm.sampler import Sampler
+
+    base = save_tiny_pretrained(family, tmp_path / "base")
+    settings = ModelSettings(base_model=str(base), finetune=finetune, lora=LoraSettings(r=4, dropout=0.0))
+    bundle = train(toy_traj, toy_tok, tmp_path / "bundle", settings,
+                   tiny_train_settings.replace(max_steps=3, learning_rate=1e-2), progress=False, device="cpu")
+    assert (tmp_path / "bundle" / ("adapter" if finetune == "lora" else "model")).is_dir()
+    reloaded = load_bundle(tmp_path / "bundle", device="cpu")
+    assert is_frame_model(reloaded.model) and reloaded.model.uses_previous_frame
+    ids = torch.from_numpy(bundle.codec.encode_frames(toy_tok.encode(toy_traj[:2])))[None]
+    with torch.no_grad():
+        trained = bundle.model.eval()(input_ids=ids).logits
+        again = reloaded.model(input_ids=ids).logits
+    torch.testing.assert_close(trained, again, rtol=1e-4, atol=1e-4)  # frame tables saved and read back
+    assert StaticDecoder.supports(reloaded.model, 256) == (family == "llama")  # Qwen2: HF forward fallback
+    fast = Sampler(reloaded).sample(n_frames=2, n_walkers=2, seed=3)
+    slow = Sampler(reloaded, fast=False).sample(n_frames=2, n_walkers=2, seed=3)
+    np.testing.assert_array_equal(fast.tokens, slow.tokens)
+    assert fast.trajectory.n_frames == 4
+
+
+@pytest.mark.slow
+def test_adapter_bundles_of_plain_pretrained_models_still_load(base_model_dir, tmp_path, toy_traj, toy_tok,
+                                                              tiny_train_settings):
+    """A bundle written before pretrained bases were made frame-aware (no "frame_aware" in bundle.json) is plain."""
+    import json
+
+    settings = ModelSettings(base_model=str(base_model_dir), frame_embeddings=False, previous_frame_embedding=False,
+                             lora=LoraSettings(r=4, dropout=0.0))
+    bundle = train(toy_traj, toy_tok, tmp_path, settings, tiny_train_settings.replace(max_steps=2),
+                   progress=False, device="cpu")
+    assert not is_frame_model(bundle.model)
+    meta = json.loads((tmp_path / "bundle.json").read_text())
+    assert meta.pop("frame_aware") is False
+    (tmp_path / "bundle.json").write_text(json.dumps(meta))
+    raw = json.loads((tmp_path / "model_settings.json").read_text())
+    raw["frame_embeddings"] = raw["previous_frame_embedding"] = True  # the old default, ignored for base models
+    (tmp_path / "model_settings.json").write_text(json.dumps(raw))
+    reloaded = load_bundle(tmp_path, device="cpu")
+    assert not is_frame_model(reloaded.model)

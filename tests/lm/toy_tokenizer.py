@@ -14,9 +14,13 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
+from mdllm_kit.contracts import TOKENIZER_CONFIG_FILE, register_tokenizer_format
+
+#: format string of a saved toy tokenizer (registered below, so ``mdllm_kit.contracts.load_tokenizer`` reads it)
+TOY_FORMAT = "mdllm-test-toy-tokenizer"
 
 class ToyTokenizer:
-    """Coordinate binner with the interface the LM code relies on."""
+    """Coordinate binner implementing :class:`mdllm_kit.contracts.FrameTokenizer`."""
 
     def __init__(self, topology: md.Topology, n_bins: int = 16, half_width_nm: float = 1.5) -> None:
         self.topology = topology
@@ -36,6 +40,12 @@ class ToyTokenizer:
         text = json.dumps([self.n_bins, self.half_width_nm, self.topology.n_atoms,
                            [a.name for a in self.topology.atoms]])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    #: no coordinate bin wraps around
+    periodic_kinds: frozenset[str] = frozenset()
+
+    def position_kinds(self) -> list[str]:
+        return ["x", "y", "z"] * self.topology.n_atoms
 
     def valid_token_ranges(self) -> np.ndarray:
         d = np.tile(np.arange(3), self.topology.n_atoms)
@@ -59,14 +69,18 @@ class ToyTokenizer:
         directory.mkdir(parents=True, exist_ok=True)
         md.Trajectory(np.zeros((1, self.topology.n_atoms, 3), np.float32), self.topology).save_pdb(
             str(directory / "toy_topology.pdb"))
-        (directory / "toy_tokenizer.json").write_text(json.dumps(
-            {"n_bins": self.n_bins, "half_width_nm": self.half_width_nm}))
+        (directory / TOKENIZER_CONFIG_FILE).write_text(json.dumps(
+            {"format": TOY_FORMAT, "n_bins": self.n_bins, "half_width_nm": self.half_width_nm}))
 
     @classmethod
     def from_pretrained(cls, directory) -> "ToyTokenizer":
         directory = Path(directory)
-        params = json.loads((directory / "toy_tokenizer.json").read_text())
+        params = json.loads((directory / TOKENIZER_CONFIG_FILE).read_text())
+        params.pop("format")
         return cls(md.load_pdb(str(directory / "toy_topology.pdb")).topology, **params)
+
+
+register_tokenizer_format(TOY_FORMAT, ToyTokenizer)
 
 
 def toy_trajectory(n_frames: int = 60, n_atoms: int = 6, seed: int = 0) -> md.Trajectory:

@@ -127,3 +127,13 @@ def test_noise_stays_local(ca_tok, open_ca):
     assert rmsd_per_frame(ca_tok.decode(nb).xyz, open_ca.xyz).mean() - base < 0.1
     rnd = ca_tok.perturb(z, 0.05, "random", seed=0)
     ca_tok.check_tokens(rnd)
+
+
+def test_structure_tokenizer_implements_the_frame_tokenizer_contract(ca_tok, bb_tok):
+    from mdllm_kit.contracts import FrameTokenizer
+
+    for tok in (ca_tok, bb_tok):
+        assert isinstance(tok, FrameTokenizer)
+        assert tok.periodic_kinds <= set(tok._quantisers())
+        assert "dihedral" in tok.periodic_kinds and "distance" not in tok.periodic_kinds
+        assert set(tok.position_kinds()) <= set(tok.kind_ranges())

@@ -38,3 +38,13 @@ def test_inconsistent_input_is_refused():
         rmsd_timelines({"closed": np.zeros((2, 3)), "open": np.zeros((2, 4))})
     with pytest.raises(VisualizationError, match="empty"):
         rmsd_timelines({})
+
+
+def test_rmsd_timeline_is_one_walker_of_rmsd_timelines():
+    from mdllm_kit.viz import rmsd_timeline
+
+    rmsd = {"closed": np.array([0.1, 0.2, 0.3]), "open": np.array([0.3, 0.2, 0.1])}
+    fig = rmsd_timeline(rmsd, np.array([0.0, 1000.0, 2000.0]))
+    assert [t.meta for t in fig.data] == ["closed", "open"]
+    np.testing.assert_allclose(fig.data[1].y, [3.0, 2.0, 1.0])  # Angstrom
+    np.testing.assert_allclose(fig.data[0].x, [0.0, 1.0, 2.0])  # ns

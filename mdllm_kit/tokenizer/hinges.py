@@ -25,11 +25,11 @@ from .skeleton import rigid_fit
 
 __all__ = ["repair_hinges", "window_misfit"]
 
-HINGE_GRID = 72
-"""Rotations tried per joint: every 5 degrees."""
+HINGE_GRID = 36
+"""Rotations tried per joint on the coarse grid: every 10 degrees."""
 HINGE_SHORTLIST = 8
 """Candidates (joint, rotation) kept from the coarse grid for the fine search."""
-FINE_STEPS = torch.linspace(-math.radians(2.5), math.radians(2.5), 6, dtype=torch.float64)
+FINE_STEPS = torch.linspace(-math.radians(5.0), math.radians(5.0), 11, dtype=torch.float64)
 """Offsets (rad) around a shortlisted rotation tried in the fine search."""
 HINGE_GAIN = 0.2
 """A repair must bring the window's RMS misfit below this fraction of what it was."""

@@ -342,7 +342,9 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
         "final_eval": final_eval, "log_history": trainer.state.log_history,
     }
     seed_tokens = token_trajs[-1][: len(token_trajs[-1]) - int(round(len(token_trajs[-1]) * s.val_fraction))]
-    bundle = ModelBundle(trainer.model, tokenizer, codec, model_settings, s, metrics,
+    # the Trainer's accelerate wraps forward in autocast for bf16: hand back the plain model, as a reload gives it
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    bundle = ModelBundle(model, tokenizer, codec, model_settings, s, metrics,
                          seed_tokens[-s.window_frames:], out)
     if trainer.is_world_process_zero() and _is_main_process():
         bundle.save(out)

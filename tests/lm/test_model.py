@@ -98,8 +98,9 @@ def test_pretrained_families_train_frame_aware_reload_and_sample(family, finetun
         again = reloaded.model(input_ids=ids).logits
     torch.testing.assert_close(trained, again, rtol=1e-4, atol=1e-4)  # frame tables saved and read back
     assert StaticDecoder.supports(reloaded.model, 256) == (family == "llama")  # Qwen2: HF forward fallback
-    fast = Sampler(reloaded).sample(n_frames=2, n_walkers=2, seed=3)
-    slow = Sampler(reloaded, fast=False).sample(n_frames=2, n_walkers=2, seed=3)
+    # token-for-token equality of the lean decoder and the HF forward holds in fp32 (bf16 rounds differently)
+    fast = Sampler(reloaded, precision="fp32").sample(n_frames=2, n_walkers=2, seed=3)
+    slow = Sampler(reloaded, fast=False, precision="fp32").sample(n_frames=2, n_walkers=2, seed=3)
     np.testing.assert_array_equal(fast.tokens, slow.tokens)
     assert fast.trajectory.n_frames == 4
 

@@ -270,3 +270,16 @@ def test_hinge_repair_restores_one_wrong_joint_and_leaves_clean_chains(refs):
     assert dq.abs().max() < math.radians(1.0)  # both joints found, values within the 1-degree fine grid
     torch.testing.assert_close(q[1], q_true[0])  # a consistent chain is not touched
     assert rmsd_per_frame(chain.numpy().astype(np.float32), ca.xyz)[0] < 0.2
+
+
+def test_backbone_decoder_fuzz(bb_tok, refs):
+    """Uniformly random valid tokens and heavily noised tokens of a backbone tokenizer: finite N, CA, C, O."""
+    rng = np.random.default_rng(5)
+    ranges = bb_tok.valid_token_ranges()
+    random = rng.integers(ranges[:, 0], ranges[:, 1], size=(2, bb_tok.tokens_per_frame))
+    noisy = bb_tok.perturb(np.repeat(bb_tok.encode(refs["open"]), 2, axis=0), 0.3, "random", seed=2)
+    for tokens in (random, noisy):
+        dec = bb_tok.decode(tokens)
+        assert dec.n_atoms == 4 * bb_tok.n_residues and np.isfinite(dec.xyz).all()
+        ca = dec.xyz[:, dec.topology.select("name CA")]
+        assert np.linalg.norm(np.diff(ca, axis=1), axis=-1).max() < 0.42  # nm: no chain break

@@ -10,8 +10,10 @@ a step is only the model's own operations.
 
 It is used only for architectures whose layer structure it reproduces
 exactly (``model_type`` ``mistral``, ``llama`` or the frame-aware
-``mdllm_frame_mistral``, whose input embedding it takes from the model's own
-``embed``; no sliding window shorter
+``mdllm_frame_mistral``; any of them made frame-aware by
+:func:`~mdllm_kit.lm.frame_model.make_frame_aware` has its input embedding taken
+from the model's own ``embed``, see :func:`~mdllm_kit.contracts.is_frame_model`;
+no sliding window shorter
 than the context, no attention bias or q/k norms); the sampler falls back to
 the HF forward otherwise. ``tests/lm/test_fastdecode.py`` checks it against
 the HF forward.

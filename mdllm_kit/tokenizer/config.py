@@ -92,7 +92,7 @@ class TokenizerConfig(JsonConfig):
     anchor_stride: int = 8
     anchor_offsets: tuple[int, ...] = (1, 2, 3, 4, 8, 16, 32)
     max_distance_nm: float | None = None
-    refine_iterations: int = 20
+    refine_iterations: int = 6
     skeleton_iterations: int = 15
     robust_scale_nm: float = 0.05
     prior_scale: float = 2.0

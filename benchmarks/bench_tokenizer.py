@@ -163,19 +163,6 @@ def noise(tok: StructureTokenizer, traj: md.Trajectory, seed: int = 0) -> dict[s
     return out
 
 
-def local_noise(tok: StructureTokenizer, tokens: np.ndarray, bins: float, seed: int) -> np.ndarray:
-    """Every angle and dihedral token moved by a rounded Gaussian of ``bins`` codes (anchors untouched)."""
-    rng = np.random.default_rng(seed)
-    out = tokens.copy()
-    for pos, kind in enumerate(tok.position_kinds()):
-        if kind not in ("angle", "dihedral"):
-            continue
-        lo, hi = tok.position_vocab(pos)
-        v = out[:, pos] - lo + np.rint(rng.normal(0.0, bins, len(out))).astype(np.int64)
-        out[:, pos] = lo + (v % (hi - lo) if kind == "dihedral" else np.clip(v, 0, hi - lo - 1))
-    return out
-
-
 def chain_only(tok: StructureTokenizer, tokens: np.ndarray) -> np.ndarray:
     """The baseline: NeRF chain of the quantised local tokens and mean bonds, anchors unused (nm)."""
     from mdllm_kit.tokenizer.geometry import build_chain
@@ -193,7 +180,7 @@ def sampler_noise(tok: StructureTokenizer, traj: md.Trajectory, seed: int, basel
     real_valid = mk.validity_report(traj)["ca_valid_fraction"]
     out = {}
     for bins in (0, 2, 4, 8):
-        noisy = local_noise(tok, tokens, bins, seed + bins) if bins else tokens
+        noisy = tok.jitter(tokens, bins, seed + bins) if bins else tokens
         t0 = time.perf_counter()
         dec = tok.decode(noisy)
         ms = 1000 * (time.perf_counter() - t0) / len(noisy)

@@ -117,12 +117,9 @@ def _pivots(n: int, device: torch.device) -> torch.Tensor:
 
 def _straddle(pairs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Landmarks (sorted residues) and which anchors straddle which landmark segment, shape (m - 1, k)."""
-    lm = torch.unique(pairs)
-    rank = torch.full((n,), -1, dtype=torch.long, device=pairs.device)
-    rank[lm] = torch.arange(len(lm), device=pairs.device)
-    la, lc = rank[pairs[:, 0]], rank[pairs[:, 1]]
+    lm, lm_pairs = landmark_pairs(pairs, n)
     s = torch.arange(len(lm) - 1, device=pairs.device)[:, None]
-    return lm, (la[None] <= s) & (lc[None] > s)
+    return lm, (lm_pairs[None, :, 0] <= s) & (lm_pairs[None, :, 1] > s)
 
 
 def landmark_pairs(pairs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -104,15 +104,29 @@ def repair_hinges(
     dev = q0.device
     win = _windows(m, dev)
     lm = landmarks.tolist()
-    # joints inside each segment's window: (packed index, kind, pivot atom); a joint's rotation moves
-    # the window's landmarks after its pivot
-    joints: list[list[tuple[int, str, int]]] = []
+    # joints inside each segment's window, padded to one width: packed index, pivot atom, is-dihedral, valid;
+    # a joint's rotation moves the window's landmarks after its pivot
+    joints = []
     for s in range(m - 1):
         a, b = lm[int(win[s, 0])], lm[int(win[s, -1])]
-        js = [(n - 1 + (i - 1), "angle", i) for i in range(max(a, 1), b) if i <= n - 2]
-        js += [(2 * n - 3 + (i - 2), "dihedral", i) for i in range(max(a, 2), b) if i <= n - 2]
+        js = [(n - 1 + (i - 1), i, False) for i in range(max(a, 1), b) if i <= n - 2]
+        js += [(2 * n - 3 + (i - 2), i, True) for i in range(max(a, 2), b) if i <= n - 2]
         joints.append(js)
     width = max(len(js) for js in joints)
+    idx_tab = torch.zeros((m - 1, width), dtype=torch.long, device=dev)
+    piv_tab = torch.ones((m - 1, width), dtype=torch.long, device=dev)
+    dih_tab = torch.zeros((m - 1, width), dtype=torch.bool, device=dev)
+    ok_tab = torch.zeros((m - 1, width), dtype=torch.bool, device=dev)
+    for s, js in enumerate(joints):
+        for c, (p, i, is_dihedral) in enumerate(js):
+            idx_tab[s, c], piv_tab[s, c], dih_tab[s, c], ok_tab[s, c] = p, i, is_dihedral, True
+
+    def angle_out(old: torch.Tensor, is_dihedral: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        # a rotation by g about the normal (x[i-1] - x[i]) x (x[i+1] - x[i]) turns the angle at x[i] into
+        # angle + g, which must stay in (min_angle, pi)
+        new_angle = old + rotation
+        return ~is_dihedral & ((new_angle < min_angle) | (new_angle > math.pi - 1e-3))
+
     grid = (torch.arange(HINGE_GRID, dtype=q.dtype, device=dev) + 0.5) * (2 * math.pi / HINGE_GRID) - math.pi
     failed = torch.zeros((f, m - 1), dtype=torch.bool, device=dev)
     for _ in range(rounds):
@@ -125,32 +139,22 @@ def repair_hinges(
         fa = act.numel()
         x = chain[act]
         sk = skeleton[act]
-        sg = seg[act].tolist()
-        # joint table padded to `width`: packed index, pivot atom, is_dihedral, valid
-        idx = torch.zeros((fa, width), dtype=torch.long, device=dev)
-        piv = torch.ones((fa, width), dtype=torch.long, device=dev)
-        dih = torch.zeros((fa, width), dtype=torch.bool, device=dev)
-        ok = torch.zeros((fa, width), dtype=torch.bool, device=dev)
-        for r, s in enumerate(sg):
-            for c, (p, kind, i) in enumerate(joints[s]):
-                idx[r, c], piv[r, c], dih[r, c], ok[r, c] = p, i, kind == "dihedral", True
+        sg = seg[act]
+        idx, piv, dih, ok = idx_tab[sg], piv_tab[sg], dih_tab[sg], ok_tab[sg]
         rows = torch.arange(fa, device=dev)[:, None]
         xi, xm, xp = x[rows, piv], x[rows, piv - 1], x[rows, (piv + 1).clamp(max=n - 1)]
         normal = torch.linalg.cross(xm - xi, xp - xi)
         bond = xi - xm
         axis = torch.where(dih[..., None], bond, normal)
         axis = axis / torch.linalg.vector_norm(axis, dim=-1, keepdim=True).clamp_min(1e-12)
-        wl = win[torch.tensor(sg, device=dev)]  # (fa, 4) landmark indices of each window
+        wl = win[sg]  # (fa, 4) landmark indices of each window
         pts = x[rows, landmarks[wl]]  # (fa, 4, 3) chain landmarks of the window
         target = sk[rows, wl]
         moves = (landmarks[wl][:, None, :] > piv[..., None])  # (fa, width, 4): landmark after the pivot
         rot = _rotate(pts[:, None, None], xi[:, :, None, None], axis[:, :, None, None], grid[None, None, :, None])
         cand = torch.where(moves[:, :, None, :, None], rot, pts[:, None, None])  # (fa, width, G, 4, 3)
-        # angles must stay in (min_angle, pi): a rotation by g about the normal (x[i-1] - x[i]) x (x[i+1] - x[i])
-        # turns the angle at x[i] into angle + g
         old = q[act[:, None], idx]  # (fa, width)
-        new_angle = old[..., None] + grid
-        bad_angle = ~dih[..., None] & ((new_angle < min_angle) | (new_angle > math.pi - 1e-3))
+        bad_angle = angle_out(old[..., None], dih[..., None], grid)
         # candidates are ranked by the window's pair distances (no fit needed), the best one checked by a rigid fit
         ia, ic = torch.triu_indices(4, 4, offset=1, device=dev)
         d_c = torch.linalg.vector_norm(cand[..., ic, :] - cand[..., ia, :], dim=-1)  # (fa, width, G, 6)
@@ -161,15 +165,13 @@ def repair_hinges(
         top = score.reshape(fa, -1).topk(min(HINGE_SHORTLIST, score[0].numel()), dim=1, largest=False).indices
         j_top, g_top = top // HINGE_GRID, top % HINGE_GRID  # (fa, t)
         fine = grid[g_top][..., None] + FINE_STEPS.to(grid)  # (fa, t, s)
-        rows2 = torch.arange(fa, device=dev)[:, None]
-        o_t, ax_t = xi[rows2, j_top], axis[rows2, j_top]  # (fa, t, 3)
+        o_t, ax_t = xi[rows, j_top], axis[rows, j_top]  # (fa, t, 3)
         rot_t = _rotate(pts[:, None, None], o_t[:, :, None, None], ax_t[:, :, None, None], fine[..., None])
-        mv_t = moves[rows2, j_top]  # (fa, t, 4)
+        mv_t = moves[rows, j_top]  # (fa, t, 4)
         cand_t = torch.where(mv_t[:, :, None, :, None], rot_t, pts[:, None, None])  # (fa, t, s, 4, 3)
         fit = rigid_fit(cand_t.reshape(-1, 4, 3), target[:, None, None].expand_as(cand_t).reshape(-1, 4, 3))[2]
         fit = fit.reshape(fa, -1)
-        old_t = old[rows2, j_top][..., None]
-        bad_t = ~dih[rows2, j_top][..., None] & ((old_t + fine < min_angle) | (old_t + fine > math.pi - 1e-3))
+        bad_t = angle_out(old[rows, j_top][..., None], dih[rows, j_top][..., None], fine)
         fit = torch.where(bad_t.reshape(fa, -1) | ~torch.isfinite(score.reshape(fa, -1).gather(1, top)).repeat_interleave(
             FINE_STEPS.numel(), dim=1), torch.full_like(fit, math.inf), fit)
         best_fit, best_k = fit.min(dim=1)

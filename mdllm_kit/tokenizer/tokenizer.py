@@ -551,6 +551,37 @@ class StructureTokenizer:
         return md.Trajectory(xyz.reshape(xyz.shape[0], -1, 3), self._topology(), time=traj.time)
 
     # ---------------------------------------------------------------- noise
+    def jitter(self, tokens: np.ndarray, bins: float, seed: int = 0) -> np.ndarray:
+        """Tokens with every bond-angle and dihedral token moved as a sampler would (noise benchmark).
+
+        Each ``angle`` and ``dihedral`` position is moved by a rounded Gaussian
+        of ``bins`` codes (periodic kinds wrap, others are clipped at the ends
+        of their range); anchors and every other kind stay as they are.
+
+        Parameters
+        ----------
+        tokens : array of int, shape (n_frames, tokens_per_frame)
+        bins : float
+            Standard deviation of the move, in codes (>= 0).
+        seed : int
+
+        Returns
+        -------
+        numpy.ndarray of int64, same shape
+        """
+        out = self.check_tokens(tokens).copy()
+        if not bins >= 0:
+            raise TokenizerError(f"bins must be >= 0, got {bins}")
+        rng = np.random.default_rng(seed)
+        periodic = self.periodic_kinds
+        for pos, kind in enumerate(self.position_kinds()):
+            if kind not in ("angle", "dihedral"):
+                continue
+            lo, hi = self.position_vocab(pos)
+            v = out[:, pos] - lo + np.rint(rng.normal(0.0, bins, len(out))).astype(np.int64)
+            out[:, pos] = lo + (v % (hi - lo) if kind in periodic else np.clip(v, 0, hi - lo - 1))
+        return out
+
     def perturb(self, tokens: np.ndarray, fraction: float, how: str = "neighbour", seed: int = 0) -> np.ndarray:
         """Tokens with a fraction of positions moved to another valid code (noise benchmark).
 

@@ -13,6 +13,7 @@ import mdllm_kit as mk
 from mdllm_kit.errors import TokenizerError
 from mdllm_kit.tokenizer import TokenizerConfig
 from mdllm_kit.tokenizer.clashes import min_nonbonded_distance, remove_clashes
+from mdllm_kit.tokenizer.decode import landmark_pairs
 from mdllm_kit.tokenizer.geometry import (anchor_gradients, anchor_jacobian, build_chain, internal_coordinates,
                                           joint_twists, pair_distances)
 from mdllm_kit.tokenizer.metrics import rmsd_per_frame
@@ -35,20 +36,6 @@ def _set(tok, z, kind, index, shift):
     lo, hi = tok.position_vocab(pos)
     z[:, pos] = lo + (z[:, pos] - lo + shift) % (hi - lo)
     return z
-
-
-def _gaussian_local_noise(tok, z, bins, seed):
-    """Every angle and dihedral token moved by a rounded Gaussian of ``bins`` codes, as a sampler would."""
-    rng = np.random.default_rng(seed)
-    out = z.copy()
-    for pos, kind in enumerate(tok.position_kinds()):
-        if kind not in ("angle", "dihedral"):
-            continue
-        lo, hi = tok.position_vocab(pos)
-        step = np.rint(rng.normal(0.0, bins, len(z))).astype(np.int64)
-        v = out[:, pos] - lo + step
-        out[:, pos] = lo + (v % (hi - lo) if kind == "dihedral" else np.clip(v, 0, hi - lo - 1))
-    return out
 
 
 def _closest(xyz):
@@ -87,7 +74,7 @@ def test_sampler_like_noise_decodes_close_and_clash_free(crystal):
     tok, z, truth = crystal
     zz = np.repeat(z, 6, axis=0)
     for bins, limit in ((2, 0.6), (4, 1.2)):
-        dec = tok.decode(_gaussian_local_noise(tok, zz, bins, seed=bins)).xyz
+        dec = tok.decode(tok.jitter(zz, bins, seed=bins)).xyz
         r = rmsd_per_frame(dec, truth)
         assert r.mean() < limit, (bins, r)
         assert _closest(dec).min() >= tok._fitted["clash_floor_nm"] - 1e-4
@@ -141,10 +128,7 @@ def test_skeleton_recovers_an_unseen_shape_from_anchors_alone(refs):
     x = torch.as_tensor(ca.xyz, dtype=torch.float64)
     n = x.shape[1]
     pairs = torch.as_tensor(anchor_pairs(n, 8, (1, 2, 3, 4, 8, 16, 32)))
-    lm = torch.unique(pairs)
-    rank = torch.full((n,), -1, dtype=torch.long)
-    rank[lm] = torch.arange(len(lm))
-    lp = torch.stack((rank[pairs[:, 0]], rank[pairs[:, 1]]), 1)
+    lm, lp = landmark_pairs(pairs, n)
     target = pair_distances(x, pairs) + 0.005 * torch.randn(1, len(pairs), generator=torch.Generator().manual_seed(0),
                                                               dtype=torch.float64)
     target[0, 17] += 0.8  # one wrong anchor

@@ -127,6 +127,11 @@ def test_noise_stays_local(ca_tok, open_ca):
     assert rmsd_per_frame(ca_tok.decode(nb).xyz, open_ca.xyz).mean() - base < 0.1
     rnd = ca_tok.perturb(z, 0.05, "random", seed=0)
     ca_tok.check_tokens(rnd)
+    jit = ca_tok.jitter(z, 4.0, seed=0)  # every angle and dihedral moved, anchors kept
+    ca_tok.check_tokens(jit)
+    anchors = np.asarray(ca_tok.position_kinds()) == "distance"
+    assert np.array_equal(jit[:, anchors], z[:, anchors]) and (jit[:, ~anchors] != z[:, ~anchors]).mean() > 0.5
+    assert np.array_equal(jit, ca_tok.jitter(z, 4.0, seed=0))
 
 
 def test_structure_tokenizer_implements_the_frame_tokenizer_contract(ca_tok, bb_tok):

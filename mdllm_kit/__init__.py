@@ -18,6 +18,8 @@ from .loading import check_backbone, find_chain_breaks, load_trajectory
 from .tokenizer import StructureTokenizer, TokenizerConfig
 from .lm import (GeneratedEnsemble, LoraSettings, ModelBundle, ModelSettings, Sampler, SamplingSettings,
                  TrainSettings, load_bundle, train)
+from . import exploration
+from .exploration import explore
 from .analysis import (analyze, fit_pca, fit_tica, nearest_training_rmsd, reference_coverage, rmsd_to_references,
                        validity_report)
 
@@ -55,6 +57,9 @@ __all__ = [
     "TrainSettings",
     "load_bundle",
     "train",
+    # exploration strategies (mdllm_kit.exploration)
+    "exploration",
+    "explore",
     # discovery analysis (mdllm_kit.analysis)
     "analyze",
     "fit_pca",

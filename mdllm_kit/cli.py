@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lm_commands(sub)
 
+    from .exploration.cli import add_explore_command
+
+    add_explore_command(sub)
+
     from .analysis.cli import add_analysis_commands
 
     add_analysis_commands(sub)

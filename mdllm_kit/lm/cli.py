@@ -98,7 +98,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     settings = SamplingSettings(n_frames=args.n_frames, n_walkers=args.walkers, temperature=args.temperature,
                                 top_k=args.top_k, top_p=args.top_p, context_frames=args.context_frames,
-                                seed=args.seed, flush_every=args.flush_every)
+                                seed=args.seed, flush_every=args.flush_every, entropy_cap=args.entropy_cap)
     return sample_command(args.bundle, args.out, settings=settings, seed_structures=args.seed_structures,
                           seed_top=args.seed_top, resume=args.resume, progress=not args.no_progress,
                           device=args.device, precision=args.precision)
@@ -172,6 +172,8 @@ def add_lm_commands(subparsers: Any) -> None:
     sa.add_argument("--top-k", type=int, default=s.top_k, help="top-k truncation (0: off)")
     sa.add_argument("--top-p", type=float, default=s.top_p, help="nucleus truncation (1: off)")
     sa.add_argument("--context-frames", type=int, default=None, help="context frames (default: training window)")
+    sa.add_argument("--entropy-cap", type=float, default=None,
+                    help="entropy control: no token drawn from a distribution above this entropy (nats)")
     sa.add_argument("--flush-every", type=int, default=s.flush_every, help="frames between writes to OUT")
     sa.add_argument("--seed-structures", default=None,
                     help="starting structures (default: the last window of the training data)")

@@ -306,6 +306,14 @@ class SamplingSettings(_JsonSettings):
         same tokens as an uninterrupted one.
     flush_every : int
         Frames generated between writes to the output folder.
+    entropy_cap : float, optional
+        Entropy control (nats per token): every token whose distribution at
+        ``temperature`` has a higher entropy is drawn at the lower temperature
+        that brings it to this value, so no token of any frame is drawn from
+        a distribution more uncertain than the cap; confident tokens keep
+        ``temperature``. Meant against error build-up in long rollouts (cf.
+        the frame-isoentropic sampling of MD-LLM-2, arXiv 2610.10879). ``None``
+        (default): off.
     """
 
     n_frames: int = 100
@@ -316,6 +324,7 @@ class SamplingSettings(_JsonSettings):
     context_frames: int | None = None
     seed: int = 0
     flush_every: int = 10
+    entropy_cap: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.n_frames >= 1, f"n_frames must be >= 1, got {self.n_frames}")
@@ -325,3 +334,5 @@ class SamplingSettings(_JsonSettings):
         _require(0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}")
         _require(self.context_frames is None or self.context_frames >= 1, "context_frames must be >= 1")
         _require(self.flush_every >= 1, "flush_every must be >= 1")
+        _require(self.entropy_cap is None or self.entropy_cap > 0,
+                 f"entropy_cap must be > 0 nats per token (or None: off), got {self.entropy_cap}")

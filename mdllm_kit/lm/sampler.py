@@ -48,14 +48,13 @@ killed between the two writes leaves them short or cut, and
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,13 +65,14 @@ import torch
 
 from ..atomic import atomic_path, atomic_write_json, remove_stale_temporaries
 from ..contracts import is_frame_model
+from ..threads import torch_threads
 from ..errors import SamplingError
 from .bundle import ModelBundle
 from .config import SamplingSettings
 from .fastdecode import StaticDecoder
 from .precision import resolve_precision
 
-__all__ = ["GeneratedEnsemble", "Sampler"]
+__all__ = ["GeneratedEnsemble", "RunWriter", "Sampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,19 +240,6 @@ def _decode_frame_major(tokenizer: Any, tokens: np.ndarray) -> md.Trajectory:
     return traj
 
 
-@contextlib.contextmanager
-def _num_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _bf16_copy(model: Any) -> Any:
     """A bf16 copy of an fp32/fp16 model in eval mode; the model itself when it is bf16 already or quantised."""
     dtypes = {p.dtype for p in model.parameters()}
@@ -274,9 +261,59 @@ def _frame_generator(seed: int, frame: int, device: torch.device) -> torch.Gener
     return gen
 
 
+#: Bisection steps of the entropy cap's temperature search (log-temperature resolution ~ range / 2**steps).
+_ENTROPY_BISECTION_STEPS = 12
+#: Lowest temperature the entropy cap may choose (relative to ``temperature``).
+_ENTROPY_MIN_TEMPERATURE = 1e-3
+
+
+def _entropy(x: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of softmax over the last axis of logits ``x`` (-inf entries have zero probability)."""
+    logp = torch.log_softmax(x, dim=-1)
+    p = logp.exp()
+    return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
+
+
+def capped_temperature(logits: torch.Tensor, temperature: float, entropy_cap: float) -> torch.Tensor:
+    """Per-row temperature ``<= temperature`` whose distribution has entropy ``<= entropy_cap``.
+
+    Rows whose distribution at ``temperature`` is within the cap keep
+    ``temperature``; the others get the largest temperature that brings their
+    entropy down to the cap (entropy grows monotonically with temperature),
+    found by bisection in log-temperature.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (B, V)
+        Masked logits (-inf for forbidden tokens).
+    temperature : float
+        Upper bound (> 0).
+    entropy_cap : float
+        Nats per token (> 0).
+
+    Returns
+    -------
+    torch.Tensor, shape (B, 1)
+    """
+    t = torch.full((logits.shape[0], 1), float(temperature), device=logits.device)
+    over = _entropy(logits / temperature) > entropy_cap
+    if not bool(over.any()):
+        return t
+    x = logits[over]
+    lo = torch.full((x.shape[0], 1), float(np.log(temperature * _ENTROPY_MIN_TEMPERATURE)), device=x.device)
+    hi = torch.full_like(lo, float(np.log(temperature)))
+    for _ in range(_ENTROPY_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        above = (_entropy(x / mid.exp()) > entropy_cap)[:, None]
+        hi = torch.where(above, mid, hi)
+        lo = torch.where(above, lo, mid)
+    t[over] = lo.exp()
+    return t
+
+
 def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int, top_p: float,
-                       generator: torch.Generator | None) -> torch.Tensor:
-    """Sample one token per row under a mask, with temperature, top-k and top-p.
+                       generator: torch.Generator | None, entropy_cap: float | None = None) -> torch.Tensor:
+    """Sample one token per row under a mask, with temperature, top-k, top-p and an optional entropy cap.
 
     Parameters
     ----------
@@ -289,6 +326,10 @@ def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature:
     top_k, top_p : int, float
         Truncation (``top_k=0`` / ``top_p=1`` disable it); applied among the allowed tokens.
     generator : torch.Generator, optional
+    entropy_cap : float, optional
+        Nats per token: rows whose distribution (among the allowed tokens, at
+        ``temperature``) is more uncertain than this are drawn at the lower
+        temperature that brings them to it (:func:`capped_temperature`).
 
     Returns
     -------
@@ -297,7 +338,7 @@ def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature:
     x = logits.float().masked_fill(~allowed, float("-inf"))
     if temperature == 0:
         return x.argmax(-1)
-    x = x / temperature
+    x = x / (temperature if entropy_cap is None else capped_temperature(x, temperature, entropy_cap))
     index = None
     if top_k and top_k < x.shape[-1]:
         x, index = torch.topk(x, top_k, dim=-1)  # sorted, so top-p below needs no full sort
@@ -361,7 +402,13 @@ class Sampler:
         self._compute_model: Any = None  # bf16 copy of the model for the lean decoder (made once, if needed)
 
     # ------------------------------------------------------------------ helpers
-    def _seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
+    def seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
+        """Starting context of every walker, shape (n_walkers, <= context, L).
+
+        ``seed_frames`` as in :meth:`sample` (``None``: the bundle's last
+        training window; structures are encoded; tokens of shape ``(n, L)``
+        are shared by all walkers).
+        """
         if seed_frames is None:
             if self.bundle.seed_tokens is None:
                 raise SamplingError("the bundle holds no seed frames; pass seed_frames (structures or tokens)")
@@ -438,7 +485,7 @@ class Sampler:
 
         tokens = torch.empty((k, c.tokens_per_frame), dtype=torch.long, device=self.device)
         loglik = torch.zeros(k, dtype=torch.float64, device=self.device)
-        with _num_threads(self.decode_threads):
+        with torch_threads(self.decode_threads):
             self._decode(logits, step, tokens, loglik, settings, gen)
         return tokens.cpu().numpy(), loglik.cpu().numpy()
 
@@ -474,7 +521,7 @@ class Sampler:
         lo, hi = c.structure_offset, c.structure_offset + c.n_structure_tokens
         for j in range(c.tokens_per_frame):
             tok = sample_from_logits(logits[:, lo:hi], self._mask[j], settings.temperature, settings.top_k,
-                                     settings.top_p, gen)
+                                     settings.top_p, gen, settings.entropy_cap)
             tokens[:, j] = tok
             loglik += torch.log_softmax(logits.float(), dim=-1).gather(1, (tok + lo)[:, None])[:, 0].double()
             if j + 1 < c.tokens_per_frame:
@@ -526,7 +573,7 @@ class Sampler:
             logger.warning("context_frames=%d is longer than the training window (%d frames): the model never saw "
                            "contexts this long", context, self.bundle.window_frames)
         k, L = s.n_walkers, self.codec.tokens_per_frame
-        seed = self._seed_tokens(seed_frames, k, context)
+        seed = self.seed_tokens(seed_frames, k, context)
         tokens = np.empty((k, 0, L), dtype=np.int64)
         loglik = np.empty((k, 0), dtype=np.float64)
         params = {"settings": s.to_dict(), "context_frames": context,
@@ -534,7 +581,7 @@ class Sampler:
                   "bundle_id": self.bundle.bundle_id,
                   "tokenizer_fingerprint": str(self.bundle.tokenizer.fingerprint), "precision": self.precision,
                   "frame_order": "frame-major: frame i of walker k is trajectory frame i * n_walkers + k"}
-        writer = _Writer(Path(out), self.bundle.tokenizer) if out is not None else None
+        writer = RunWriter(Path(out), self.bundle.tokenizer) if out is not None else None
         if writer is not None:
             if writer.exists():
                 if not resume:
@@ -588,8 +635,13 @@ class Sampler:
         return GeneratedEnsemble(tokens, loglik, self.bundle.tokenizer.decode(flat), params, None)
 
 
-class _Writer:
-    """Streams a sampling run into a folder (see module docs)."""
+class RunWriter:
+    """Streams a sampling run into a folder: the one implementation of the folder format (see module docs).
+
+    :meth:`Sampler.sample` and :func:`mdllm_kit.explore` write through it,
+    so ``mdllm analyze``, the viewers and :meth:`GeneratedEnsemble.load` read
+    both alike.
+    """
 
     def __init__(self, directory: Path, tokenizer: Any) -> None:
         self.directory = directory
@@ -694,10 +746,17 @@ class _Writer:
                 np.savez(handle, tokens=tokens.astype(np.int32), log_likelihood=loglik.astype(np.float64),
                          seed_tokens=self.seed.astype(np.int32))
 
-    def append(self, all_tokens: np.ndarray, all_loglik: np.ndarray, new_tokens: np.ndarray) -> None:
-        """Record all tokens so far, then append the decoded new frames to the xtc."""
+    def append(self, all_tokens: np.ndarray, all_loglik: np.ndarray, new_tokens: np.ndarray,
+               decoded: md.Trajectory | None = None) -> None:
+        """Record all tokens so far, then append the decoded new frames to the xtc.
+
+        ``decoded``: the new frames already decoded, frame-major (a caller that
+        decoded them anyway passes them instead of decoding twice).
+        """
         self._write_tokens(all_tokens, all_loglik)
-        traj = self._decode(new_tokens)
+        traj = self._decode(new_tokens) if decoded is None else md.Trajectory(decoded.xyz, decoded.topology)
+        if decoded is not None:
+            traj.time = np.repeat(np.arange(new_tokens.shape[1], dtype=float), new_tokens.shape[0])
         traj.time = traj.time + (all_tokens.shape[1] - new_tokens.shape[1])
         chunk = self.directory / ".chunk.xtc"
         traj.save_xtc(str(chunk))
@@ -709,7 +768,7 @@ class _Writer:
 
 
 #: Files of a sampling output folder (a folder holding only these, without params.json, is a run that never started).
-_RUN_FILES = frozenset({"params.json", "tokens.npz", "trajectory.xtc", "topology.pdb"})
+_RUN_FILES = frozenset({"params.json", "tokens.npz", "trajectory.xtc", "topology.pdb", "exploration.json"})
 
 
 def _n_frames(params: dict[str, Any]) -> int:

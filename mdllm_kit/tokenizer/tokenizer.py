@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_path, atomic_write_json
 from ..contracts import check_frame_tokens
 from ..errors import TokenizerError
+from ..threads import DECODE_THREADS, torch_threads
 from .config import TokenizerConfig
 from .clashes import min_angle_for_floor, min_nonbonded_distance
 from .decode import DecodeSettings, decode_chain, place_backbone
@@ -467,13 +468,19 @@ class StructureTokenizer:
             min_angle=max(a_lo, min_angle_for_floor(floor, bond)),
         )
 
-    def decode(self, tokens: np.ndarray | torch.Tensor, progress: Progress | None = None) -> md.Trajectory:
+    def decode(self, tokens: np.ndarray | torch.Tensor, progress: Progress | None = None,
+               threads: int | None = DECODE_THREADS) -> md.Trajectory:
         """Coordinates of token frames; the same tokens always give the same coordinates.
 
         Parameters
         ----------
         tokens : array of int, shape (n_frames, tokens_per_frame)
         progress : callable or tqdm-like, optional
+        threads : int, optional
+            torch threads while decoding on a CPU (default
+            :data:`mdllm_kit.threads.DECODE_THREADS`, 1: the per-frame matrices
+            are tiny and a second thread made decoding 20 times slower on a
+            busy 2-core machine); ``None`` keeps torch's setting.
 
         Returns
         -------
@@ -484,6 +491,10 @@ class StructureTokenizer:
         """
         arr = self.check_tokens(tokens)
         dev = self._device()
+        with torch_threads(threads if dev.type == "cpu" else None):
+            return self._decode(arr, dev, progress)
+
+    def _decode(self, arr: np.ndarray, dev: torch.device, progress: Progress | None) -> md.Trajectory:
         q = self._quantisers()
         rng = self.kind_ranges()
         lay = self._layout()

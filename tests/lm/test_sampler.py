@@ -214,3 +214,35 @@ def test_continuation_in_another_precision_is_warned_about(trained_bundle, tmp_p
                                                                resume=True)
     assert ens.n_frames == 2
     assert "sampled in fp32" in caplog.text
+
+
+def _entropy(logits):
+    p = torch.softmax(logits, -1)
+    return -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
+
+
+def test_entropy_cap_cools_only_the_uncertain_rows():
+    from mdllm_kit.lm.sampler import capped_temperature
+
+    logits = torch.stack([torch.tensor([8.0, 0.0, 0.0, 0.0, 0.0, 0.0]),   # confident: entropy ~0.03 nats
+                          torch.zeros(6),                                    # uniform: log 6 = 1.79 nats
+                          torch.tensor([1.0, 0.9, 0.8, 0.7, -1.0, float("-inf")])])
+    t = capped_temperature(logits, 1.0, 0.5)
+    assert t.shape == (3, 1) and t[0, 0] == 1.0
+    # a uniform row has entropy log 6 at every temperature: the search ends at its floor, still a distribution
+    assert 0 < float(t[1, 0]) < 1.0 and torch.allclose(torch.softmax(logits[1] / t[1], -1), torch.full((6,), 1 / 6))
+    cooled = _entropy(logits[2:] / t[2:])
+    assert t[2, 0] < 1.0 and abs(float(cooled[0]) - 0.5) < 0.01
+
+
+def test_entropy_cap_in_sampling_is_deterministic_and_tighter(trained_bundle):
+    s = mk.SamplingSettings(n_frames=3, n_walkers=4, seed=1)
+    free = Sampler(trained_bundle).sample(s)
+    capped = Sampler(trained_bundle).sample(s.replace(entropy_cap=0.05))
+    again = Sampler(trained_bundle).sample(s.replace(entropy_cap=0.05))
+    greedy = Sampler(trained_bundle).sample(s.replace(temperature=0.0))
+    np.testing.assert_array_equal(capped.tokens, again.tokens)
+    # a tiny cap draws almost every token from a near-point distribution: close to the arg-max frames
+    assert (capped.tokens == greedy.tokens).mean() > (free.tokens == greedy.tokens).mean()
+    with pytest.raises(mk.errors.ModelError, match="entropy_cap must be > 0"):
+        mk.SamplingSettings(entropy_cap=0.0)

@@ -212,7 +212,8 @@ _LARGE_BACKBONE = textwrap.dedent("""
     assert tok.mode == "backbone" and tok.n_residues >= 350
     z = tok.perturb(tok.encode(md.join([big, big])), 0.05, "random", seed=0)
     t0 = time.perf_counter()
-    out = tok.decode(z)
+    out = tok.decode(z, threads=None)  # keep torch's 2 threads (the default decodes on one)
+    assert torch.get_num_threads() == 2
     assert np.isfinite(out.xyz).all() and out.n_frames == 2
     print("decoded", round(time.perf_counter() - t0, 2))
 """)
@@ -224,6 +225,28 @@ def test_large_backbone_protein_decodes_with_two_threads():
     res = subprocess.run([sys.executable, "-c", _LARGE_BACKBONE], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "decoded" in res.stdout and "MKL ERROR" not in res.stderr + res.stdout
+
+
+def test_decode_runs_on_one_thread_by_default_and_restores_the_count(monkeypatch):
+    """The decoder's tiny matrices run on DECODE_THREADS torch threads; the caller's setting comes back."""
+    from mdllm_kit.threads import DECODE_THREADS
+
+    ref = mk.datasets.adk_references()["closed"]
+    ca = ref.atom_slice(ref.topology.select("name CA and resid 0 to 19"))
+    tok = mk.StructureTokenizer(codebook_size=32, device="cpu").fit(ca)
+    seen = []
+    original = tok._decode
+    monkeypatch.setattr(tok, "_decode", lambda *a: (seen.append(torch.get_num_threads()), original(*a))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = tok.decode(tok.encode(ca))
+        two = tok.decode(tok.encode(ca), threads=None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [DECODE_THREADS, 2]
+    assert rmsd_per_frame(one.xyz, two.xyz).max() < 1e-4  # nm: the thread count does not change the frame
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -267,7 +267,10 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
         raise SamplingError("explore needs a model bundle (or a proposal, e.g. the model-free TokenNoiseProposal)")
     s = (settings or SamplingSettings()).replace(n_frames=n_steps, n_walkers=int(n_walkers), seed=int(seed),
                                                  flush_every=int(flush_every))
-    sampler = Sampler(bundle, precision=precision) if bundle is not None else None
+    if isinstance(proposal, ModelProposal):
+        sampler = proposal.sampler  # e.g. the explorer's, so its hooks see every frame
+    else:
+        sampler = Sampler(bundle, precision=precision) if bundle is not None else None
     if proposal is None:
         proposal = ModelProposal(sampler, s)
     tokenizer = proposal.tokenizer
@@ -346,6 +349,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
 
     parents = _parents(n_steps, k, restarts)
     pending: list[md.Trajectory] = []
+    kept: list[md.Trajectory] = []  # decoded chosen frames of this call (an in-memory run returns them)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -384,6 +388,8 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
         archive.add(values[rows], valid[rows])
         strat.observe(i, archive)
         pending.append(chosen)
+        if writer is None:
+            kept.append(chosen)
         if bar is not None:
             bar.update(1)
         stop = False
@@ -408,7 +414,11 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     else:
         all_tok = np.stack(steps_tokens, axis=1) if steps_tokens else np.empty((k, 0, L), np.int64)
         all_ll = np.stack(steps_ll, axis=1) if steps_ll else np.empty((k, 0))
-        frames = tokenizer.decode(all_tok.transpose(1, 0, 2).reshape(-1, L))
+        if kept:
+            frames = md.join(kept)  # step-major = frame-major
+            frames.time = np.repeat(np.arange(len(kept), dtype=float), k)
+        else:
+            frames = tokenizer.decode(all_tok.transpose(1, 0, 2).reshape(-1, L))
         ensemble = GeneratedEnsemble(all_tok, all_ll, frames, params, None)
     ensemble.params["exploration"] = record()
     return ensemble

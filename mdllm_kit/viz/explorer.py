@@ -1,9 +1,12 @@
 """SamplingExplorer: an ipywidgets app that samples from a model and shows frames as they arrive.
 
 Sampling runs in a background thread (``threading.Thread``) through
-:meth:`mdllm_kit.lm.sampler.Sampler.sample` with a per-frame ``callback``:
-each finished frame is decoded, projected onto the state map and appended to
-the 3D view while the notebook kernel stays free for other cells. ipywidgets
+:func:`mdllm_kit.explore` with the strategy chosen in the app (``rollout``:
+plain sampling, the same frames as :meth:`mdllm_kit.Sampler.sample`) and a
+per-step ``callback``: each step's decoded frames are projected onto the
+state map and appended to the 3D view, and the closest approach to each
+reference so far is drawn against frames generated, while the notebook
+kernel stays free for other cells. ipywidgets
 8 sends updates made from that thread; only one run at a time is allowed
 (Generate is disabled while one runs), and Stop ends a run cooperatively after
 the frame being generated.
@@ -27,6 +30,8 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from ..analysis.rmsd import rmsd_to_references
+from ..analysis.units import NM_TO_A
 from ..contracts import step_and_walker
 from ..errors import VisualizationError
 from ..lm.config import SamplingSettings
@@ -98,6 +103,10 @@ class SamplingExplorer:
 
     Attributes
     ----------
+    strategy : ipywidgets.Dropdown
+        Exploration strategy (:func:`mdllm_kit.exploration.strategy_names`;
+        ``restart`` and ``bias`` need ``training`` for their map and keep
+        frames that are not Boltzmann-weighted).
     temperature, top_p : ipywidgets.FloatSlider
     top_k, n_frames, n_walkers : ipywidgets.IntSlider
     seed : ipywidgets.IntText
@@ -110,6 +119,9 @@ class SamplingExplorer:
         the frame index in ``ensemble.trajectory`` (frame-major).
     view : nglview.NGLWidget
         The frames of the current run; ``view.frame`` is the one shown.
+    approach : plotly.graph_objects.FigureWidget or None
+        Closest approach (Calpha RMSD, A) to each reference against frames
+        generated in the current run; ``None`` without references.
     widget : ipywidgets.VBox
         The whole app (the explorer also displays itself).
     ensemble : GeneratedEnsemble or None
@@ -133,8 +145,13 @@ class SamplingExplorer:
 
         from ..lm.sampler import Sampler
 
+        from ..exploration import strategy_names
+
         self.bundle = bundle
         self.sampler = sampler if sampler is not None else Sampler(bundle)
+        self.training = training
+        self.references = dict(references or {})
+        self._cv: Any = None  # collective variables of restart / bias, fitted on training when first needed
         self.seed_frames = seed_frames
         self.base_settings = settings or SamplingSettings(n_frames=DEFAULT_FRAMES, n_walkers=DEFAULT_WALKERS)
         if projection is None:
@@ -166,11 +183,13 @@ class SamplingExplorer:
         self.n_walkers = w.IntSlider(value=s.n_walkers, min=1, max=max(MAX_WALKERS, s.n_walkers),
                                      description="walkers", style=style)
         self.seed = w.IntText(value=s.seed, description="seed", style=style)
+        self.strategy = w.Dropdown(options=strategy_names(), value="rollout", description="strategy", style=style)
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=s.n_frames, description="frames", style=style)
         self.status = w.HTML("Set the sliders and press Generate.")
-        self._controls = [self.temperature, self.top_k, self.top_p, self.n_frames, self.n_walkers, self.seed]
+        self._controls = [self.temperature, self.top_k, self.top_p, self.n_frames, self.n_walkers, self.seed,
+                          self.strategy]
         self.generate_button.on_click(self._on_generate)
         self.stop_button.on_click(self._on_stop)
 
@@ -193,6 +212,9 @@ class SamplingExplorer:
         self.view.layout.height = f"{VIEW_SIZE_PX}px"
         self.view.center()
 
+        self.approach = self._approach_figure() if self.references else None
+        self._closest: dict[str, list[tuple[int, float]]] = {}
+
         self.ensemble: Any = None
         self.error: BaseException | None = None
         self.selected: int | None = None
@@ -207,19 +229,47 @@ class SamplingExplorer:
         self._follow_newest = True  # the view follows the newest frame until a click during the run
         self._closed = False
         self.widget = w.VBox([
-            w.HBox([w.VBox(self._controls[:3]), w.VBox(self._controls[3:])]),
+            w.HBox([w.VBox(self._controls[:3]), w.VBox(self._controls[3:6]), w.VBox(self._controls[6:])]),
             w.HBox([self.generate_button, self.stop_button, self.progress]),
             self.status,
             w.HBox([self.figure, self.view], layout=w.Layout(flex_flow="row wrap", align_items="center")),
+            *([self.approach] if self.approach is not None else []),
         ])
 
     # ------------------------------------------------------------------ helpers
+    def _approach_figure(self) -> Any:
+        """Closest approach to each reference against frames generated: one line per reference."""
+        import plotly.graph_objects as go
+
+        fig = go.FigureWidget()
+        for name in self.references:
+            fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name, marker={"size": 4}))
+        fig.update_layout(title="Closest approach to each reference", xaxis_title="frames generated",
+                          yaxis_title="closest Calpha RMSD so far (A)", width=MAP_WIDTH_PX + VIEW_SIZE_PX,
+                          height=280, margin={"t": 40, "b": 40})
+        return fig
+
+    def _collective_variables(self) -> Any:
+        if self._cv is None:
+            if self.training is None:
+                raise VisualizationError("this strategy works on a map of the training frames; pass training= to "
+                                         "the explorer")
+            from ..exploration import CollectiveVariables
+
+            self._cv = CollectiveVariables.pca(self.training)
+        return self._cv
+
     def _project(self, traj: md.Trajectory) -> np.ndarray:
         """Map coordinates in display units, shape (n_frames, 2)."""
         xy = np.asarray(self.projection.transform(traj), dtype=np.float64)
         if xy.ndim != 2 or xy.shape[1] < 2:
             raise VisualizationError(f"the projection gives shape {xy.shape}; the map needs >= 2 components")
         return xy[:, :2] * self._scale
+
+    def closest_approach(self) -> dict[str, list[tuple[int, float]]]:
+        """``{reference: [(frames generated, closest Calpha RMSD so far in A), ...]}`` of the current run."""
+        with self._ui_lock:
+            return {name: list(points) for name, points in self._closest.items()}
 
     def settings_from_controls(self) -> SamplingSettings:
         """The sampling settings the controls show (other fields from ``settings``)."""
@@ -264,11 +314,13 @@ class SamplingExplorer:
             self._follow_newest = True
             self._reset(settings.n_walkers)
             self.progress.max, self.progress.value = settings.n_frames, 0
+            strategy = str(self.strategy.value)
             self.status.value = (f"Sampling {settings.n_frames} frames x {settings.n_walkers} walkers "
-                                 f"(T={settings.temperature:g}, top-k={settings.top_k}, top-p={settings.top_p:g}, "
-                                 f"seed {settings.seed})...")
+                                 f"({strategy}; T={settings.temperature:g}, top-k={settings.top_k}, "
+                                 f"top-p={settings.top_p:g}, seed {settings.seed})...")
             self._set_busy(True)
-            self._thread = threading.Thread(target=self._run, args=(settings,), name="mdllm-explorer", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(settings, strategy), name="mdllm-explorer",
+                                            daemon=True)
             self._thread.start()
 
     def _on_stop(self, _button: Any = None) -> None:
@@ -284,6 +336,11 @@ class SamplingExplorer:
     def _reset_locked(self, n_walkers: int) -> None:
         self._n_walkers_run = n_walkers
         self._points: list[list[tuple[float, float, int]]] = [[] for _ in range(n_walkers)]
+        self._closest = {name: [] for name in self.references}
+        if self.approach is not None:
+            with self.approach.batch_update():
+                for trace in self.approach.data:
+                    trace.x, trace.y = [], []
         self.store.clear()
         self.selected = None
         empty = np.empty((0, 2))
@@ -295,13 +352,23 @@ class SamplingExplorer:
             move_ring(self.figure)
         link_clicks(self.figure, self._on_click)  # the ring stays on top of the new points
 
-    def _run(self, settings: SamplingSettings) -> None:
+    def _run(self, settings: SamplingSettings, strategy: str) -> None:
+        from ..exploration import ModelProposal, explore, make_strategy
+
         try:
-            ens = self.sampler.sample(settings, seed_frames=self.seed_frames, callback=self._on_frame)
+            strat = make_strategy(strategy)
+            cv = self._collective_variables() if strat.needs_cv else None
+            ens = explore(self.bundle, strat, budget_frames=settings.n_frames * settings.n_walkers,
+                          n_walkers=settings.n_walkers, seed=settings.seed, settings=settings, cv=cv,
+                          proposal=ModelProposal(self.sampler, settings), seed_frames=self.seed_frames,
+                          flush_every=settings.flush_every, callback=self._on_step)
             self.ensemble = ens
             done = "stopped" if ens.n_frames < settings.n_frames else "done"
-            self.status.value = (f"{done.capitalize()}: {ens.n_frames} frames x {ens.n_walkers} walkers. "
-                                 "Click a point to show its frame; <code>explorer.ensemble</code> holds them.")
+            note = "" if strat.unbiased else (" These frames are biased by the strategy: use <i>rollout</i> runs for "
+                                              "populations.")
+            self.status.value = (f"{done.capitalize()}: {ens.n_frames} frames x {ens.n_walkers} walkers "
+                                 f"({strategy}). Click a point to show its frame; <code>explorer.ensemble</code> "
+                                 f"holds them.{note}")
         except Exception as exc:  # shown in the app; wait() re-raises it
             logger.exception("sampling failed")
             self.error = exc
@@ -312,11 +379,14 @@ class SamplingExplorer:
                 if not self._closed:
                     self._set_busy(False)
 
-    def _on_frame(self, i: int, tokens: np.ndarray) -> bool:
-        """Sampler callback: decode, superpose, project and show frame ``i`` of every walker."""
+    def _on_step(self, step: Any) -> bool:
+        """Exploration callback: superpose, project and show the frames of step ``step.step`` of every walker."""
         if self._closed:
             return False
-        frames = self.bundle.tokenizer.decode(np.asarray(tokens))
+        i = int(step.step)
+        frames = md.Trajectory(step.frames.xyz.copy(), step.frames.topology)
+        if self.references:
+            rmsd = rmsd_to_references(frames, self.references)
         if self._align_atoms.size >= 3:
             frames.superpose(self._topology_frame, 0, atom_indices=self._align_atoms)
         xy = self._project(frames)
@@ -329,12 +399,24 @@ class SamplingExplorer:
                     x, y, index = (np.array(v) for v in zip(*self._points[walker]))
                     trace.x, trace.y, trace.customdata = x, y, index
             self.store.extend(frames)
+            if self.references:
+                self._update_approach(rmsd, (i + 1) * k)
             if self._follow_newest:
                 show_frame(self.view, self.store, i * k + FOLLOWED_WALKER)
             else:  # stay on the clicked frame; only the player's range grows
                 self.view.max_frame = max(self.store.n_frames - 1, 0)
             self.progress.value = i + 1
         return not self._stop.is_set()
+
+    def _update_approach(self, rmsd_nm: Mapping[str, np.ndarray], n_generated: int) -> None:
+        for name, values in rmsd_nm.items():
+            best = float(values.min()) * NM_TO_A
+            points = self._closest[name]
+            points.append((n_generated, min(best, points[-1][1]) if points else best))
+        if self.approach is not None:
+            with self.approach.batch_update():
+                for trace, name in zip(self.approach.data, self.references):
+                    trace.x, trace.y = (list(v) for v in zip(*self._closest[name]))
 
     def _on_click(self, trace: Any, points: Any, selector: Any = None) -> None:
         index = clicked_frame(trace, points)

@@ -212,3 +212,37 @@ def test_an_explicit_projection_and_missing_coordinates(trained_bundle, toy_traj
                                atol=1e-4)
     with pytest.raises(VisualizationError, match="training frames"):
         SamplingExplorer(trained_bundle)
+
+
+def test_strategy_selector_runs_an_exploration_and_draws_the_closest_approach(explorer):
+    from mdllm_kit.analysis import rmsd_to_references
+
+    assert explorer.strategy.options == tuple(mk.exploration.strategy_names())
+    explorer.strategy.value = "restart"
+    explorer.n_frames.value, explorer.n_walkers.value = 4, 2
+    explorer.generate_button.click()
+    ens = explorer.wait(WAIT_S)
+    assert ens.params["exploration"]["strategy"]["name"] == "restart"
+    assert ens.trajectory.n_frames == 8 and "biased by the strategy" in explorer.status.value
+    closest = explorer.closest_approach()
+    assert sorted(closest) == ["closed", "open"]
+    for name, points in closest.items():
+        frames_generated, best = (np.array(v) for v in zip(*points))
+        assert frames_generated.tolist() == [2, 4, 6, 8]
+        assert (np.diff(best) <= 1e-9).all()  # the closest approach so far never grows
+        truth = rmsd_to_references(ens.trajectory, {name: explorer.references[name]})[name] * 10
+        assert abs(best[-1] - truth.min()) < 0.01
+    (closed_line, open_line) = explorer.approach.data
+    assert list(closed_line.x) == [2, 4, 6, 8] and len(open_line.y) == 4
+
+
+def test_a_map_strategy_without_training_frames_is_explained(trained_bundle, toy_traj):
+    from mdllm_kit.analysis import fit_pca
+
+    explorer = SamplingExplorer(trained_bundle, projection=fit_pca(toy_traj))
+    assert explorer.approach is None  # no references, no approach plot
+    explorer.strategy.value = "bias"
+    explorer.generate_button.click()
+    with pytest.raises(VisualizationError, match="pass training= to the explorer"):
+        explorer.wait(WAIT_S)
+    assert "pass training=" in explorer.status.value and not explorer.generate_button.disabled

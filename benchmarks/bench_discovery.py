@@ -36,7 +36,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import mdtraj as md
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,30 +45,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_lm import machine  # noqa: E402
 
 import mdllm_kit as mk  # noqa: E402
-from mdllm_kit.analysis.units import NM_TO_A  # noqa: E402
-from mdllm_kit.exploration import CollectiveVariables, TokenNoiseProposal, frame_validity  # noqa: E402
+from mdllm_kit.analysis import NM_TO_A, discovery_scores, rmsd_to_references  # noqa: E402
+from mdllm_kit.exploration import CollectiveVariables, TokenNoiseProposal  # noqa: E402
 
 #: direction -> (training run, unseen crystal)
 DIRECTIONS = {"closed-to-open": ("closed_train", "open"), "open-to-closed": ("open_train", "closed")}
-#: equilibrium frames (evenly spaced) that define the real landscape
-LANDSCAPE_FRAMES = 1200
-
-
-def _ca(traj: md.Trajectory) -> md.Trajectory:
-    return traj.atom_slice(traj.topology.select("name CA"))
-
-
-def _rmsd_to(frames: md.Trajectory, reference: md.Trajectory) -> np.ndarray:
-    """Calpha RMSD (A) of every frame to one reference frame."""
-    return md.rmsd(frames, reference, 0) * NM_TO_A
-
-
-def _nearest(frames: md.Trajectory, pool: md.Trajectory) -> np.ndarray:
-    """RMSD (A) of every frame to its nearest frame of ``pool``."""
-    out = np.full(frames.n_frames, np.inf)
-    for i in range(frames.n_frames):
-        out[i] = md.rmsd(pool, frames, i).min() * NM_TO_A
-    return out
 
 
 def run_one(bundle, strategy: str, options: dict, proposal, budget: int, walkers: int, seed: int, train, target,
@@ -81,11 +61,10 @@ def run_one(bundle, strategy: str, options: dict, proposal, budget: int, walkers
 
     def score(step) -> None:
         frames = step.frames
-        r = _rmsd_to(frames, target)
-        near = _nearest(frames, landscape)
-        ok = step.valid & (near <= landscape_a)
+        scores = discovery_scores(frames, target, landscape, hit_nm=hit_a / NM_TO_A, landscape_nm=landscape_a / NM_TO_A)
+        r, ok = scores["rmsd_nm"] * NM_TO_A, scores["on_landscape"]
         state["kept"] += frames.n_frames
-        state["valid"] += int(step.valid.sum())
+        state["valid"] += int(scores["valid"].sum())
         state["on_landscape"] += int(ok.sum())
         if ok.any():
             state["best"] = min(state["best"], float(r[ok].min()))
@@ -138,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     run_name, unseen = DIRECTIONS[args.direction]
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     train = mk.datasets.load_adk_cg(run_name)
-    target = _ca(mk.datasets.adk_references()[unseen])
-    truth = mk.datasets.load_adk_cg("equilibrium")
-    landscape = truth[np.linspace(0, truth.n_frames - 1, LANDSCAPE_FRAMES).astype(int)]
+    target = mk.datasets.adk_references()[unseen]
+    landscape = mk.datasets.load_adk_cg("equilibrium")
     t0 = time.perf_counter()
     if args.bundle:
         bundle = mk.load_bundle(args.bundle, device="cpu")
@@ -151,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle = mk.train(train, tok, folder, mk.ModelSettings(),
                           mk.TrainSettings(max_steps=args.steps, seed=args.seed), progress=False, device="cpu")
         train_wall = time.perf_counter() - t0
-    training_closest = float(_rmsd_to(train, target).min())
+    training_closest = float(rmsd_to_references(train, {unseen: target})[unseen].min() * NM_TO_A)
     options = {"rollout": {}, "restart": {"round_frames": args.restart_round},
                "bias": {"n_candidates": args.bias_candidates}}
     runs = []

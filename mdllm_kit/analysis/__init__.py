@@ -9,19 +9,21 @@ first arrival and coverage of reference states), :mod:`.novelty` (distance
 to the training ensemble), :mod:`.validity` (Calpha breaks and clashes,
 peptide bonds), :mod:`.projection` (PCA and TICA fitted on a training
 ensemble), :mod:`.comparison` (JS distances, RMSF, populations, MSMs against
-a reference ensemble), :mod:`.metrics` (:func:`analyze`, the metrics
+a reference ensemble), :mod:`.discovery` (hits: valid, on the real landscape, near an unseen state),
+:mod:`.metrics` (:func:`analyze`, the metrics
 dictionary and its documented layout), :mod:`.units` (:data:`NM_TO_A`).
 """
 from __future__ import annotations
 
 from .comparison import compare_ensembles, js_distances, msm_comparison, rmsf_correlation, state_populations
 from .coverage import COVERAGE_THRESHOLDS_NM, COVERED_MIN_FRACTION, STATE_REACHED_NM, reference_coverage, threshold_key
+from .discovery import LANDSCAPE_NM, discovery_scores
 from .metrics import analyze, summary_lines
 from .novelty import nearest_training_rmsd, novel_fraction, training_novelty_cutoff
 from .projection import FittedProjection, distance_pairs, fit_pca, fit_tica
 from .rmsd import matched_atom_indices, rmsd_per_frame, rmsd_to_references
 from .units import NM_TO_A
-from .validity import CA_BREAK_NM, CA_CLASH_NM, CN_BREAK_NM, validity_report
+from .validity import CA_BREAK_NM, CA_CLASH_NM, CN_BREAK_NM, frame_validity, validity_report
 
 __all__ = [
     "CA_BREAK_NM",
@@ -32,11 +34,14 @@ __all__ = [
     "NM_TO_A",
     "STATE_REACHED_NM",
     "FittedProjection",
+    "LANDSCAPE_NM",
     "analyze",
+    "discovery_scores",
     "compare_ensembles",
     "distance_pairs",
     "fit_pca",
     "fit_tica",
+    "frame_validity",
     "js_distances",
     "matched_atom_indices",
     "msm_comparison",

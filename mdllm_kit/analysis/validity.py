@@ -48,7 +48,7 @@ from ..errors import TrajectoryError
 from ..bonds import CA_BREAK_NM, CA_CLASH_NM, PEPTIDE_BOND_MAX_NM
 from .units import NM_TO_A
 
-__all__ = ["CA_BREAK_NM", "CA_CLASH_NM", "CN_BREAK_NM", "bonded_residue_pairs", "validity_report"]
+__all__ = ["CA_BREAK_NM", "CA_CLASH_NM", "CN_BREAK_NM", "bonded_residue_pairs", "frame_validity", "validity_report"]
 
 # CA_BREAK_NM (4.2 A) and CA_CLASH_NM (3.0 A) are defined in mdllm_kit.bonds, with every bond limit.
 #: A C(i)-N(i+1) peptide bond longer than this (nm) is broken (2.0 A; the loader's chain-break cut-off).
@@ -192,6 +192,19 @@ def validity_report(
         "ca_bond_length_A": _length_stats(d_ca),
         "cn_bond_length_A": _length_stats(d_cn),
     }
+
+
+def frame_validity(traj: md.Trajectory) -> np.ndarray:
+    """Whether each frame is physically valid, shape (n_frames,) bool.
+
+    The criteria of :func:`validity_report`: no Calpha bond break, no Calpha
+    clash and, with backbone atoms, no peptide-bond break.
+    """
+    per_frame = validity_report(traj)["per_frame"]
+    valid = np.asarray(per_frame["ca_valid"], dtype=bool)
+    if per_frame["cn_breaks"] is not None:
+        valid &= np.asarray(per_frame["cn_breaks"]) == 0
+    return valid
 
 
 def _length_stats(d_nm: np.ndarray | None) -> dict[str, float] | None:

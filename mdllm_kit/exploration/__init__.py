@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .bias import HistoryBias, bias_potential
 from .cv import CollectiveVariables
-from .engine import EXPLORATION_FILE, ExplorationStep, explore, frame_validity, lineage, read_exploration
+from .engine import EXPLORATION_FILE, ExplorationStep, explore, lineage, read_exploration
 from .proposals import ModelProposal, Proposal, TokenNoiseProposal
 from .restart import LeastCountsRestart, cell_labels
 from .rollout import Rollout
@@ -45,7 +45,6 @@ __all__ = [
     "bias_potential",
     "cell_labels",
     "explore",
-    "frame_validity",
     "lineage",
     "make_strategy",
     "read_exploration",

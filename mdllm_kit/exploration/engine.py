@@ -38,13 +38,14 @@ from typing import Any
 import mdtraj as md
 import numpy as np
 
+from ..analysis.validity import frame_validity
 from ..atomic import atomic_write_json
 from ..errors import SamplingError
 from .cv import CollectiveVariables
 from .proposals import ModelProposal, Proposal
 from .strategy import Archive, ExplorationStrategy, Restart, make_strategy
 
-__all__ = ["EXPLORATION_FILE", "ExplorationStep", "explore", "frame_validity", "lineage", "read_exploration"]
+__all__ = ["EXPLORATION_FILE", "ExplorationStep", "explore", "lineage", "read_exploration"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,21 +84,6 @@ class ExplorationStep:
     valid: np.ndarray
     restarts: tuple[Restart, ...]
     frames_drawn: int
-
-
-def frame_validity(traj: md.Trajectory) -> np.ndarray:
-    """Whether each frame is physically valid, shape (n_frames,) bool.
-
-    The criteria of :func:`mdllm_kit.validity_report`: no Calpha bond break,
-    no Calpha clash and, with backbone atoms, no peptide-bond break.
-    """
-    from ..analysis.validity import validity_report
-
-    per_frame = validity_report(traj)["per_frame"]
-    valid = np.asarray(per_frame["ca_valid"], dtype=bool)
-    if per_frame["cn_breaks"] is not None:
-        valid &= np.asarray(per_frame["cn_breaks"]) == 0
-    return valid
 
 
 def lineage(parents: np.ndarray, step: int, walker: int, length: int) -> list[tuple[int, int]]:

@@ -32,7 +32,7 @@ NOTEBOOK_TIMEOUT_S = 600
 #: Upper bound for one cell; a hung kernel fails the test instead of blocking CI.
 CELL_TIMEOUT_S = 480
 #: The numbered tutorials the README promises.
-TUTORIAL_COUNT = 5
+TUTORIAL_COUNT = 6
 
 NOTEBOOKS = sorted(p for d in NOTEBOOK_DIRS for p in (REPO / d).glob("*.ipynb"))
 IDS = [str(p.relative_to(REPO)) for p in NOTEBOOKS]

@@ -11,6 +11,9 @@ Layout
 ------
 ``n_frames``, ``n_walkers``
     Generated frames (all walkers) and walkers.
+``exploration`` (only for frames of a biased exploration strategy)
+    ``strategy``, ``unbiased`` (``false``) and ``note``: populations, RMSF
+    and MSM kinetics of such frames are not Boltzmann-weighted.
 ``references.<NAME>``
     Per reference structure (see :func:`reference_coverage`):
     ``min_rmsd_A`` (Calpha, Angstrom), ``reached`` (min < 3 A),
@@ -72,6 +75,10 @@ TICA_LAGTIME_FRAMES = 10
 #: Training frames used for the training-set validity baseline (evenly strided).
 _VALIDITY_TRAINING_FRAMES = 500
 
+
+#: What ``analyze`` says of frames kept by a biased exploration strategy (``restart``, ``bias``).
+BIASED_NOTE = ("these frames were kept by a biased exploration strategy: coverage and novelty hold, but populations, "
+               "RMSF and MSM kinetics are not Boltzmann-weighted; take them from rollout runs")
 
 def _stats_A(values_nm: np.ndarray) -> dict[str, float]:
     v = np.asarray(values_nm) * NM_TO_A
@@ -195,6 +202,7 @@ def analyze(
         JSON-serialisable metrics (non-finite values as ``None``); layout in
         the module docstring.
     """
+    exploration = (getattr(generated, "params", None) or {}).get("exploration")
     generated, n_walkers = frame_major_frames(generated, n_walkers)
     n_walkers = 1 if n_walkers is None else int(n_walkers)
     if n_walkers < 1:
@@ -214,6 +222,9 @@ def analyze(
         _check_same_protein(generated, reference_ensemble, "the reference ensemble")
     details = {} if details is None else details
     metrics: dict[str, Any] = {"n_frames": int(generated.n_frames), "n_walkers": n_walkers}
+    if isinstance(exploration, Mapping) and exploration.get("unbiased") is False:
+        metrics["exploration"] = {"strategy": exploration.get("strategy"), "unbiased": False,
+                                  "note": BIASED_NOTE}
 
     rmsd_nm = rmsd_to_references(generated, references)
     details["rmsd_nm"] = rmsd_nm
@@ -287,6 +298,8 @@ def _fmt(value: float | None) -> str:
 def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     """A short human-readable summary of :func:`analyze`'s metrics (what ``mdllm analyze`` prints)."""
     lines = [f"generated frames: {metrics['n_frames']} ({metrics['n_walkers']} walker(s))"]
+    if "exploration" in metrics:
+        lines.append(f"note: {metrics['exploration']['note']}")
     for name, ref in metrics["references"].items():
         first = ref["first_step_within"]
         lines.append(

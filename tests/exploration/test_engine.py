@@ -68,6 +68,11 @@ def test_folder_is_a_sampling_folder_with_an_exploration_record(tiny_bundle, ca_
     # mdllm analyze takes the folder as it takes a sampling run
     metrics = mk.analyze(loaded, ca_traj, {"start": ca_traj[:1]})
     assert metrics["n_frames"] == 16 and metrics["n_walkers"] == 4
+    # ... and says that populations of a biased run mean nothing
+    assert metrics["exploration"]["unbiased"] is False and "not Boltzmann-weighted" in metrics["exploration"]["note"]
+    assert any("biased exploration strategy" in line for line in mk.analysis.summary_lines(metrics))
+    rollout = mk.explore(tiny_bundle, "rollout", budget_frames=4, n_walkers=2)
+    assert "exploration" not in mk.analyze(rollout, ca_traj, {"start": ca_traj[:1]})
 
 
 def test_a_restarted_walker_continues_from_its_source_frames_context(ca_tokenizer, ca_traj):

@@ -16,7 +16,8 @@ from . import datasets
 from .errors import DatasetError, MdllmError, TokenizerError, TrajectoryError
 from .loading import check_backbone, find_chain_breaks, load_trajectory
 from .tokenizer import StructureTokenizer, TokenizerConfig
-from .lm import (GeneratedEnsemble, LoraSettings, ModelBundle, ModelSettings, Sampler, SamplingSettings,
+from .ensemble import GeneratedEnsemble
+from .lm import (LoraSettings, ModelBundle, ModelSettings, Sampler, SamplingSettings,
                  TrainSettings, load_bundle, train)
 from . import exploration
 from .exploration import explore

@@ -26,7 +26,7 @@ def _load_generated(path: str, top: str | None):
 
     folder = Path(path)
     if folder.is_dir():
-        from ..lm import GeneratedEnsemble
+        from ..ensemble import GeneratedEnsemble
 
         # the sampler owns the folder layout (params.json, tokens.npz -- the record -- and trajectory.xtc, which
         # is rebuilt from the tokens when an interrupted run cut it short) and names what is missing

@@ -4,7 +4,7 @@
 steps (see :mod:`mdllm_kit.exploration.strategy` for what happens at a step) and
 writes the same output folder as :meth:`mdllm_kit.Sampler.sample`
 (``params.json``, ``tokens.npz``, ``trajectory.xtc``, ``topology.pdb``,
-through :class:`~mdllm_kit.lm.sampler.RunWriter`), plus
+through :class:`~mdllm_kit.ensemble.RunWriter`), plus
 
 ``exploration.json``
     the strategy, the proposal, the collective variables, every restart
@@ -235,7 +235,8 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     """
     from ..lm.bundle import ModelBundle, load_bundle
     from ..lm.config import SamplingSettings
-    from ..lm.sampler import GeneratedEnsemble, RunWriter, Sampler
+    from ..ensemble import GeneratedEnsemble, RunWriter
+    from ..lm.sampler import Sampler
 
     strat = make_strategy(strategy, **strategy_options)
     if n_walkers < 1:

@@ -9,7 +9,8 @@ from .bundle import ModelBundle, load_bundle
 from .codec import FrameCodec
 from .config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
 from .evaluate import next_frame_quality
-from .sampler import GeneratedEnsemble, Sampler
+from ..ensemble import GeneratedEnsemble
+from .sampler import Sampler
 from .train import train
 
 __all__ = [

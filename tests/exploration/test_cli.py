@@ -9,7 +9,7 @@ import pytest
 from mdllm_kit.cli import main
 from mdllm_kit.exploration import read_exploration
 from mdllm_kit.exploration.cli import parse_options
-from mdllm_kit.lm.sampler import GeneratedEnsemble
+from mdllm_kit.ensemble import GeneratedEnsemble
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import mdllm_kit as mk
 from mdllm_kit.errors import SamplingError
 from mdllm_kit.exploration import (EXPLORATION_FILE, CollectiveVariables, ExplorationStrategy, Restart,
                                    TokenNoiseProposal, lineage, read_exploration, register_strategy)
-from mdllm_kit.lm.sampler import GeneratedEnsemble
+from mdllm_kit.ensemble import GeneratedEnsemble
 
 
 class RecordingProposal(TokenNoiseProposal):

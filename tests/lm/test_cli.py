@@ -6,7 +6,7 @@ import pytest
 
 from mdllm_kit.contracts import FrameTokenizer
 from mdllm_kit.lm import cli as lm_cli
-from mdllm_kit.lm.sampler import GeneratedEnsemble
+from mdllm_kit.ensemble import GeneratedEnsemble
 from toy_tokenizer import ToyTokenizer
 
 

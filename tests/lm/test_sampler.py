@@ -7,7 +7,8 @@ import torch
 
 import mdllm_kit as mk
 from mdllm_kit.errors import SamplingError
-from mdllm_kit.lm.sampler import GeneratedEnsemble, Sampler, sample_from_logits
+from mdllm_kit.ensemble import GeneratedEnsemble
+from mdllm_kit.lm.sampler import Sampler, sample_from_logits
 
 
 def _valid(tokens, tok):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdllm_kit.lm.sampler import GeneratedEnsemble, Sampler
+from mdllm_kit.ensemble import GeneratedEnsemble
+from mdllm_kit.lm.sampler import Sampler
 
 
 def test_callback_sees_every_frame_in_order(trained_bundle, toy_tok):

@@ -53,7 +53,7 @@ DIRECTIONS = {"closed-to-open": ("closed_train", "open"), "open-to-closed": ("op
 
 
 def run_one(bundle, strategy: str, options: dict, proposal, budget: int, walkers: int, seed: int, train, target,
-            landscape, hit_a: float, landscape_a: float) -> dict:
+            landscape, hit_a: float, landscape_a: float, settings=None) -> dict:
     """One exploration run scored step by step."""
     cv = CollectiveVariables.pca(train)
     curve, state = [], {"best": np.inf, "first_hit": None, "t0": time.perf_counter(), "kept": 0, "valid": 0,
@@ -79,7 +79,7 @@ def run_one(bundle, strategy: str, options: dict, proposal, budget: int, walkers
 
     t0 = time.perf_counter()
     ens = mk.explore(bundle, strategy, budget_frames=budget, n_walkers=walkers, seed=seed, cv=cv, proposal=proposal,
-                     callback=score, **options)
+                     settings=settings, callback=score, **options)
     wall = time.perf_counter() - t0
     record = ens.params["exploration"]
     return {"strategy": record["strategy"], "proposal": record["proposal"], "frames_kept": state["kept"],
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", default="rollout,restart,bias")
     ap.add_argument("--restart-round", type=int, default=10, help="restart: steps per round")
     ap.add_argument("--bias-candidates", type=int, default=4, help="bias: candidates per walker and step")
+    ap.add_argument("--entropy-cap", type=float, default=None, help="entropy control of the model's sampling (nats)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the model")
     ap.add_argument("--noise-rate", type=float, default=0.05, help="control: probability that a token moves")
     ap.add_argument("--no-control", action="store_true", help="skip the model-free control runs")
     ap.add_argument("--hit", type=float, default=3.0, help="hit: RMSD to the unseen crystal, A")
@@ -138,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_control:
             proposals.append(("control", TokenNoiseProposal(bundle.tokenizer, rate=args.noise_rate, seed=args.seed)))
         for label, proposal in proposals:
+            settings = mk.SamplingSettings(temperature=args.temperature, entropy_cap=args.entropy_cap)
             result = run_one(bundle, strategy, options[strategy], proposal, args.budget, args.walkers, args.seed,
-                             train, target, landscape, args.hit, args.landscape)
+                             train, target, landscape, args.hit, args.landscape, settings)
             result["label"] = f"{strategy} / {label}"
             runs.append(result)
             hit = result["first_hit"]
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"frames/s, {result['wall_s']} s", flush=True)
     rollout = next((r for r in runs if r["label"] == "rollout / model"), None)
     for r in runs:
+        r["settings"] = {"temperature": args.temperature, "entropy_cap": args.entropy_cap}
         if rollout and rollout["first_hit"] and r["first_hit"]:
             r["frames_to_hit_vs_rollout"] = round(r["first_hit"]["frames_drawn"] / rollout["first_hit"]["frames_drawn"], 3)
     result = {"benchmark": "discovery", "direction": args.direction, "training_run": run_name, "unseen": unseen,

@@ -18,7 +18,7 @@ from .loading import check_backbone, find_chain_breaks, load_trajectory
 from .tokenizer import StructureTokenizer, TokenizerConfig
 from .ensemble import GeneratedEnsemble
 from .lm import (LoraSettings, ModelBundle, ModelSettings, Sampler, SamplingSettings,
-                 TrainSettings, load_bundle, train)
+                 TrainSettings, find_bundle, load_bundle, train)
 from . import exploration
 from .exploration import explore
 from .analysis import (analyze, fit_pca, fit_tica, nearest_training_rmsd, reference_coverage, rmsd_to_references,
@@ -56,6 +56,7 @@ __all__ = [
     "Sampler",
     "SamplingSettings",
     "TrainSettings",
+    "find_bundle",
     "load_bundle",
     "train",
     # exploration strategies (mdllm_kit.exploration)

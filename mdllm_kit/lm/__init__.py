@@ -5,7 +5,7 @@ imported when a model is built, trained or loaded.
 """
 from __future__ import annotations
 
-from .bundle import ModelBundle, load_bundle
+from .bundle import ModelBundle, find_bundle, load_bundle
 from .codec import FrameCodec
 from .config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
 from .evaluate import next_frame_quality
@@ -22,6 +22,7 @@ __all__ = [
     "Sampler",
     "SamplingSettings",
     "TrainSettings",
+    "find_bundle",
     "load_bundle",
     "next_frame_quality",
     "train",

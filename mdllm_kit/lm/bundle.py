@@ -26,6 +26,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -33,11 +34,11 @@ import torch
 
 from ..atomic import atomic_path, atomic_write_json
 from ..contracts import FRAME_EMBEDDING_MODULES, is_frame_model
-from ..errors import BundleMismatchError, ModelError
+from ..errors import BundleMismatchError, MdllmError, ModelError
 from .codec import FrameCodec
 from .config import ModelSettings, TrainSettings
 
-__all__ = ["ModelBundle", "export_merged", "load_bundle", "load_bundle_tokenizer"]
+__all__ = ["ModelBundle", "export_merged", "find_bundle", "load_bundle", "load_bundle_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -316,6 +317,31 @@ def load_bundle_tokenizer(directory: str | os.PathLike, *, tokenizer_cls: type |
     meta = _read_marker(directory) if meta is None else meta
     cls = tokenizer_cls or _resolve_tokenizer_class(meta["tokenizer_class"])
     return cls.from_pretrained(directory / "tokenizer")
+
+
+def find_bundle(candidates: Iterable[str | os.PathLike | None], *, device: str | None = None) -> ModelBundle | None:
+    """The first of ``candidates`` that holds a bundle which loads, or ``None``.
+
+    Folders without ``bundle.json`` and ``None`` entries are skipped; a bundle
+    that does not load (e.g. one written by an older version) is skipped with
+    its reason logged at warning level. Notebooks use it to reuse a trained
+    model (``MDLLM_MODEL``, an earlier tutorial's output, ``make demo``'s).
+
+    Parameters
+    ----------
+    candidates : iterable of path-like or None
+        Folders, in order of preference.
+    device : str, optional
+        As for :func:`load_bundle`.
+    """
+    for candidate in candidates:
+        if candidate is None or not (Path(candidate) / "bundle.json").is_file():
+            continue
+        try:
+            return load_bundle(candidate, device=device)
+        except (MdllmError, OSError, ValueError, KeyError) as error:
+            logger.warning("not using %s: %s", candidate, error)
+    return None
 
 
 def load_bundle(directory: str | os.PathLike, *, tokenizer: Any = None, tokenizer_cls: type | None = None,

@@ -54,3 +54,20 @@ def test_export_merged_writes_a_plain_hf_checkpoint(tmp_path, toy_traj, toy_tok,
         torch.testing.assert_close(plain(input_ids=ids).logits, merged(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
     with pytest.raises(ModelError, match="not empty"):
         args.func(args)
+
+
+def test_find_bundle_returns_the_first_that_loads(trained_bundle_dir, tmp_path, caplog):
+    import shutil
+
+    from mdllm_kit.lm.bundle import find_bundle
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_bundle_dir, broken)
+    (broken / "codec.json").write_text("{not json")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with caplog.at_level("WARNING"):
+        found = find_bundle([None, tmp_path / "missing", empty, broken, trained_bundle_dir], device="cpu")
+    assert found is not None and found.path.resolve() == trained_bundle_dir.resolve()
+    assert any(str(broken) in r.getMessage() and "not using" in r.getMessage() for r in caplog.records)
+    assert find_bundle([None, empty]) is None

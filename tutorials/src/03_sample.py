@@ -53,18 +53,7 @@ import mdllm_kit as mk
 train_traj = mk.datasets.load_adk_cg("closed_train")
 refs = mk.datasets.adk_references()
 
-
-def reusable_bundle():
-    for candidate in (os.environ.get("MDLLM_MODEL"), ROOT / "02_train" / "model", Path("../demo_output/model")):
-        if candidate and (Path(candidate) / "bundle.json").exists():
-            try:
-                return mk.load_bundle(candidate)
-            except (mk.MdllmError, OSError, ValueError, KeyError) as error:  # e.g. a bundle of an older version
-                print(f"not using {candidate}: {error}")
-    return None
-
-
-bundle = reusable_bundle()
+bundle = mk.find_bundle([os.environ.get("MDLLM_MODEL"), ROOT / "02_train" / "model", "../demo_output/model"])
 if bundle is None:
     data = train_traj[:200] if QUICK else train_traj
     tok = mk.StructureTokenizer().fit(data)

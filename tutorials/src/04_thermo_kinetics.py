@@ -116,18 +116,7 @@ print("implied timescales of the full ground truth's MSM (ps):",
 # %%
 import shutil
 
-
-def reusable_bundle():
-    for candidate in (os.environ.get("MDLLM_MODEL"), ROOT / "02_train" / "model", Path("../demo_output/model")):
-        if candidate and (Path(candidate) / "bundle.json").exists():
-            try:
-                return mk.load_bundle(candidate)
-            except (mk.MdllmError, OSError, ValueError, KeyError) as error:  # e.g. a bundle of an older version
-                print(f"not using {candidate}: {error}")
-    return None
-
-
-bundle = reusable_bundle()
+bundle = mk.find_bundle([os.environ.get("MDLLM_MODEL"), ROOT / "02_train" / "model", "../demo_output/model"])
 if bundle is None:
     data = train_traj[:200] if QUICK else train_traj
     shutil.rmtree(OUT / "model", ignore_errors=True)

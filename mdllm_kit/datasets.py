@@ -158,8 +158,11 @@ def load_adk_cg(name: str = "closed_train") -> md.Trajectory:
         for cross-state discovery (train on closed, look for open).
         ``"open_train"``: the other direction, frames that never leave the
         open basin (Calpha RMSD to the closed crystal >= 3 A in every frame),
-        from the same Go model biased towards open, started from
-        the open crystal (train on open, look for closed). ``"equilibrium"``:
+        from the same Go model biased towards open, started from the open
+        crystal, with a flat-bottom wall on the Calpha RMSD to the closed
+        crystal at 4 A (the bias alone let the run reach the closed basin;
+        closed_train needs no wall), recorded as ``rmsd_wall`` in its
+        metadata entry; train on open, look for closed. ``"equilibrium"``:
         a long run with repeated closed<->open transitions, the ground truth
         for state populations and kinetics. Frame counts, seeds and measured
         RMSD ranges are in :func:`adk_cg_metadata`.

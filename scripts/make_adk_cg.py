@@ -3,20 +3,19 @@
 Builds the dual-basin Calpha structure-based model of adenylate kinase from
 the shipped closed (1AKE) and open (4AKE) reference structures
 (:func:`mdllm_kit.datasets.adk_references`, model in :mod:`mdllm_kit.cgmodel`),
-runs up to three Langevin simulations on the OpenMM CPU platform and writes
-into the output folder
+runs three Langevin simulations on the OpenMM CPU platform and writes into
+the output folder
 
 * ``adk_cg_ca.pdb``: topology, 214 Calpha beads named CA with real residue
   names, one chain, at the closed crystal coordinates;
 * ``adk_cg_closed_train.xtc``: a run with the open basin switched off
   (``dV = TRAIN_OFFSET`` strongly favouring closed), started from the closed
   crystal; every frame must be >= 3 A Calpha RMSD from the open crystal;
-* ``adk_cg_open_train.xtc`` (only with ``--runs open_train``): the mirror
-  image, a run with the mixing offset mirrored (``dV = OPEN_TRAIN_OFFSET =
-  -TRAIN_OFFSET``, favouring open), started from the open crystal with seed
-  ``--seed + 2``; every frame must be >= 3 A Calpha RMSD from the closed
-  crystal. With the shipped model this check fails (see below), so the run
-  is not part of the default ``--runs`` and is not shipped;
+* ``adk_cg_open_train.xtc``: the mirror image, a run with the mixing offset
+  mirrored (``dV = OPEN_TRAIN_OFFSET = -TRAIN_OFFSET``, favouring open),
+  started from the open crystal with seed ``--seed + 2``, **plus a wall on
+  the Calpha RMSD to the closed crystal** (``OPEN_TRAIN_WALL``, see below);
+  every frame must be >= 3 A Calpha RMSD from the closed crystal;
 * ``adk_cg_equilibrium.xtc``: a run with balanced basins started from the
   closed crystal; it must switch closed<->open at least
   ``--min-transitions`` times and every frame must lie within 3 A of a
@@ -26,15 +25,16 @@ into the output folder
   measured populations, transitions, dwell times and RMSD checks; per run
   also the command that made it (top-level ``command`` is the latest one).
 
-``--runs NAME [NAME ...]`` simulates and writes only the named runs (default:
-``DEFAULT_RUNS``, the shipped ones). Runs already recorded in the output
-folder's ``adk_cg_metadata.json`` that are not named keep their files and
-their metadata entries (the file is merged, not replaced) and
+``--runs NAME [NAME ...]`` simulates and writes only the named runs
+(default: ``DEFAULT_RUNS``, all three, the shipped ones). Runs already
+recorded in the output folder's ``adk_cg_metadata.json`` that are not named
+keep their files and their metadata entries (the file is merged, not
+replaced) and
 ``adk_cg_ca.pdb`` is left untouched; that needs the existing file to have
 been made with the same model, simulation, save interval, seed and platform,
 otherwise the script stops and asks to regenerate every run in it.
 
-With the shipped model the mirrored offset did not confine the open run.
+Why open_train has a wall: the mirrored offset alone did not confine it.
 ``dV`` is added to the state-B (open) energy and the mixing is about
 ``min(V_A, V_B + dV)``: once a structure is on the B surface, lowering
 ``dV`` no longer changes its energy relative to the open structures, which
@@ -47,6 +47,22 @@ run with dV = -60 and seed 2026 (2,400 frames) reached the closed basin
 once (min RMSD to closed 2.62 A, 3 frames below 3 A, 2 transitions) and was
 rejected.
 
+So open_train keeps the same model, offset, temperature and seed and adds,
+for this run only, a flat-bottom wall on the Calpha RMSD to the closed
+crystal (``OPEN_TRAIN_WALL``, a :class:`mdllm_kit.cgmodel.RMSDWall`:
+``openmm.RMSDForce`` over all 214 beads with optimal superposition, inside an
+``openmm.CustomCVForce``), as metadynamics-style walls do:
+``E = k (r0 - rmsd)^2`` for ``rmsd < r0``, else 0. ``r0 = 0.4 nm`` (4 A)
+mirrors closed_train, which stays >= 3.85 A from open without a wall.
+``k = 10000 kJ/mol/nm^2`` puts 100 kJ/mol (about 200 kT at 60 K) at 3 A, more
+than the whole energy difference between the two crystals in this model
+(at most 65 kJ/mol for any dV above), so fluctuations cannot carry the run
+through it; its curvature per bead (``2 k / 214``, ~90 kJ/mol/nm^2) is
+negligible next to the bonds (20000), so the time step is unaffected and the
+run costs the same. Beyond 4 A the run follows the unbiased model. The wall is
+recorded in the run's metadata entry (``rmsd_wall``, with the fraction of
+saved frames inside ``r0``); the other two runs have no wall.
+
 Frames are centred on their centroid; xtc time is in ps. If a check fails
 nothing is written and the script exits with status 1. Files are written
 atomically (temporary file in the output folder, then ``os.replace``).
@@ -56,11 +72,11 @@ thread count gives bitwise-identical trajectories for the same seed, so with
 the defaults the command below regenerates the shipped files exactly (given
 the same OpenMM build and CPU instruction set).
 
-Usage (from the repository root; about 12 min for the two default runs in
-parallel on two busy CPU cores, ~1800 steps/s each; add ``--cache DIR`` to
-keep the raw frames so that re-running with unchanged settings skips the
-simulations). The second line adds one run to the shipped ones (about 5 min
-on one core; open_train is currently rejected by its check)::
+Usage (from the repository root; about 20 min for the three runs, two at a
+time on two busy CPU cores, ~1800 steps/s each; add ``--cache DIR`` to keep
+the raw frames so that re-running with unchanged settings skips the
+simulations). The second line regenerates one run only, here open_train
+(about 6 min on one core), keeping the other files as they are::
 
     .venv/bin/python scripts/make_adk_cg.py --out mdllm_kit/data/adk
     .venv/bin/python scripts/make_adk_cg.py --out mdllm_kit/data/adk --runs open_train --jobs 1
@@ -101,10 +117,13 @@ SIM = cgmodel.SimulationParams(temperature=60.0, friction=0.1, timestep=0.02)
 TRAIN_OFFSET = 60.0
 #: dV of the open-only training run, kJ/mol: the mirror image, strongly favours open.
 OPEN_TRAIN_OFFSET = -TRAIN_OFFSET
+#: Wall of the open-only training run only: lower wall at 0.4 nm Calpha RMSD to the
+#: closed crystal (state A), 10000 kJ/mol/nm^2 (100 kJ/mol at 3 A; see the module docstring).
+OPEN_TRAIN_WALL = cgmodel.RMSDWall(reference="A", r0=0.4, k=10000.0)
 #: The runs this script can make, in the order they are submitted (longest first).
 RUN_NAMES: tuple[str, ...] = ("equilibrium", "closed_train", "open_train")
-#: The runs made without ``--runs``: the shipped ones (open_train fails its check, see above).
-DEFAULT_RUNS: tuple[str, ...] = ("equilibrium", "closed_train")
+#: The runs made without ``--runs``: all of them, the shipped ones.
+DEFAULT_RUNS: tuple[str, ...] = RUN_NAMES
 
 
 def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path)
@@ -135,7 +154,9 @@ def _run(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
                 return z["xyz"], z["time"], float(z["wall"])
     params = cgmodel.DualBasinParams.from_dict(job["model"])
     sim = cgmodel.SimulationParams.from_dict(job["sim"])
-    system, _ = cgmodel.build_dual_basin_system(job["ca_a"], job["ca_b"], params)
+    # Only jobs with a wall have the key, so the other jobs' cache keys are those of before walls.
+    rmsd_wall = cgmodel.RMSDWall.from_dict(job["wall"]) if "wall" in job else None
+    system, _ = cgmodel.build_dual_basin_system(job["ca_a"], job["ca_b"], params, wall=rmsd_wall)
     name, n_frames = job["name"], job["n_frames"]
     every = max(1, n_frames // 20)
     t0 = time.time()
@@ -171,6 +192,34 @@ def _analyse(traj: md.Trajectory, time_per_frame: float, d: float) -> dict[str, 
         "max_excess_over_path_A": float((r_c + r_o - d).max()),
         "fraction_in_basin": float(in_basin.mean()),
         "fraction_admissible": float((in_basin | path).mean()),
+    }
+
+
+def _wall_record(wall: dict[str, Any], r_ref_a: np.ndarray) -> dict[str, Any]:
+    """The metadata of a run's RMSD wall, with how often the frames were inside it.
+
+    Parameters
+    ----------
+    wall : dict
+        :meth:`mdllm_kit.cgmodel.RMSDWall.to_dict` of the wall.
+    r_ref_a : numpy.ndarray
+        RMSD of every frame to the wall's reference crystal, Angstrom.
+    """
+    w = cgmodel.RMSDWall.from_dict(wall)
+    names = {"A": "closed crystal (1AKE)", "B": "open crystal (4AKE)"}
+    r0_a = w.r0 * 10.0
+    return {
+        "description": f"a flat-bottom wall keeps this run at about >= r0 from the {names[w.reference]} "
+                       "(a soft wall: frames may enter it slightly, see fraction_frames_inside_r0); "
+                       "without it the mixing offset alone let the run into that basin",
+        "reference": names[w.reference],
+        "collective_variable": "Calpha RMSD over all beads after optimal superposition (openmm.RMSDForce), nm",
+        "energy": "k (r0 - rmsd)^2 if rmsd < r0, else 0 (openmm.CustomCVForce)",
+        "r0_nm": w.r0,
+        "k_kj_mol_nm2": w.k,
+        "energy_at_3A_kj_mol": float(w.energy(0.3)),
+        "fraction_frames_inside_r0": float(np.mean(r_ref_a < r0_a)),
+        "max_wall_energy_saved_frames_kj_mol": float(w.energy(r_ref_a.min() / 10.0)),
     }
 
 
@@ -323,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                          "seed": args.seed, "n_frames": args.train_frames},
         "open_train": {**common, **open_start, "name": "open_train",
                        "model": replace(MODEL, mixing_offset=OPEN_TRAIN_OFFSET).to_dict(),
-                       "seed": args.seed + 2, "n_frames": open_frames},
+                       "wall": OPEN_TRAIN_WALL.to_dict(), "seed": args.seed + 2, "n_frames": open_frames},
     }
     jobs = [all_jobs[name] for name in selected]
     with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs))) as pool:
@@ -345,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         stats = _analyse(traj, time_per_frame, d)
         stats.update(seed=job["seed"], mixing_offset_kj_mol=job["model"]["mixing_offset"],
                      start=job["start_name"], wall_time_s=round(wall, 1))
+        if "wall" in job:
+            r_closed, r_open = datasets.adk_cg_rmsd(traj)
+            ref = r_closed if job["wall"]["reference"] == "A" else r_open
+            stats["rmsd_wall"] = _wall_record(job["wall"], ref)
         failures += _check_run(name, stats, args.min_transitions)
         stats["command"] = command
         runs[name] = stats

@@ -128,3 +128,45 @@ def test_offsets_favour_the_state_of_their_run():
     assert gap["closed_train"] > 40 and gap["open_train"] < -30
     # Not a mirror image in energy: the open basin gains less (see the script's docstring).
     assert -gap["open_train"] < gap["closed_train"] - 10
+
+
+class _Submitted(Exception):
+    pass
+
+
+def _submitted_jobs(gen, tmp_path: Path) -> dict[str, dict]:
+    """The jobs main() submits for every run, captured instead of simulated."""
+    jobs = {}
+
+    class Pool:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, submitted):
+            jobs.update((job["name"], job) for job in submitted)
+            raise _Submitted
+
+    gen.ProcessPoolExecutor = Pool
+    with pytest.raises(_Submitted):
+        gen.main(["--out", str(tmp_path / "out"), "--runs", *gen.RUN_NAMES])
+    return jobs
+
+
+def test_only_open_train_has_the_wall(tmp_path):
+    gen = _generator()
+    assert gen.OPEN_TRAIN_WALL == cgmodel.RMSDWall(reference="A", r0=0.4, k=gen.OPEN_TRAIN_WALL.k)
+    # Crossing to 3 A from closed costs >> kT at the run's temperature (100 kJ/mol vs 0.5).
+    kt = 0.0083144626 * gen.SIM.temperature
+    assert gen.OPEN_TRAIN_WALL.energy(datasets.BASIN_RMSD_A / 10) > 100 * kt
+    jobs = _submitted_jobs(gen, tmp_path)
+    assert jobs["open_train"]["wall"] == gen.OPEN_TRAIN_WALL.to_dict()
+    assert "wall" not in jobs["closed_train"] and "wall" not in jobs["equilibrium"]
+    # The runs without a wall have the cache keys (job specs) they had before walls existed.
+    assert gen._job_key(jobs["closed_train"]) == "4b834df767319723"
+    assert gen._job_key(jobs["equilibrium"]) == "c31d346846218a83"

@@ -28,6 +28,14 @@ their per-state sums), so the forces are exact derivatives of ``V_mix``.
 The shared terms sit in force group ``SHARED_GROUP`` (0) and the mixing force
 in ``MIXING_GROUP`` (1).
 
+Optionally (``wall=RMSDWall(...)``) a flat-bottom **wall on the Calpha RMSD**
+to one of the two structures is added, as metadynamics-style walls are: a
+lower wall ``E = k (r0 - rmsd)^2`` for ``rmsd < r0``, else 0 (the RMSD after
+optimal superposition, :class:`openmm.RMSDForce` inside an
+:class:`openmm.CustomCVForce`, force group ``WALL_GROUP``, 2). It keeps a run
+out of one basin when the mixing offset alone cannot (see
+:class:`RMSDWall`); it is not part of the Go model itself.
+
 For adenylate kinase the tuned parameters are in ``scripts/make_adk_cg.py``
 (the defaults here are a generic starting point).
 
@@ -53,10 +61,12 @@ from .jsonconfig import JsonConfig
 __all__ = [
     "DualBasinModel",
     "DualBasinParams",
+    "RMSDWall",
     "SimulationParams",
     "build_dual_basin_system",
     "make_context",
     "potential_energy",
+    "rmsd_wall_force",
     "simulate",
     "state_energies",
 ]
@@ -67,6 +77,8 @@ logger = logging.getLogger(__name__)
 SHARED_GROUP = 0
 #: Force group of the Okazaki mixing force (the state-specific terms).
 MIXING_GROUP = 1
+#: Force group of the optional RMSD wall (:class:`RMSDWall`).
+WALL_GROUP = 2
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -200,6 +212,76 @@ class SimulationParams(_JsonMixin):
 
 
 @dataclass(frozen=True)
+class RMSDWall(_JsonMixin):
+    """A flat-bottom lower wall on the Calpha RMSD to structure A or B.
+
+    ``E = k (r0 - rmsd)^2`` if ``rmsd < r0``, else 0, where ``rmsd`` is the
+    RMSD over all beads to the reference structure after optimal
+    superposition (:class:`openmm.RMSDForce`), in nm. Beyond ``r0`` the
+    dynamics is that of the model alone; inside, a harmonic restoring force
+    pushes back. It keeps a simulation away from one basin, e.g. an open-only
+    training run away from the closed structure, when lowering the other
+    basin with the mixing offset does not (the mixing is about
+    ``min(V_A, V_B + dV)``, so structures already on the B surface gain
+    nothing relative to each other from a lower ``dV``).
+
+    Attributes
+    ----------
+    reference : {"A", "B"}
+        The structure the RMSD is measured to: ``ca_a`` or ``ca_b`` of
+        :func:`build_dual_basin_system`.
+    r0 : float
+        Wall position, nm (the RMSD below which the wall acts).
+    k : float
+        Wall constant, kJ/mol/nm^2. Its curvature per bead is about
+        ``2 k / n_particles`` (the RMSD averages over the beads), so even a
+        stiff wall does not limit the time step.
+    """
+
+    reference: str = "A"
+    r0: float = 0.4
+    k: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.reference not in ("A", "B"):
+            raise ValueError(f"RMSDWall.reference must be 'A' or 'B', got {self.reference!r}")
+        _check_positive(self, ("r0", "k"))
+
+    def energy(self, rmsd: float | np.ndarray) -> float | np.ndarray:
+        """The wall energy, kJ/mol, at an RMSD (nm) to the reference."""
+        return self.k * np.maximum(0.0, self.r0 - np.asarray(rmsd, dtype=np.float64)) ** 2
+
+
+def rmsd_wall_force(reference: np.ndarray, r0: float, k: float) -> openmm.CustomCVForce:
+    """A flat-bottom lower wall on the RMSD to ``reference``, as an OpenMM force.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        ``(n_particles, 3)`` reference coordinates, nm; every particle of the
+        system enters the RMSD (after optimal superposition).
+    r0 : float
+        Wall position, nm.
+    k : float
+        Wall constant, kJ/mol/nm^2.
+
+    Returns
+    -------
+    openmm.CustomCVForce
+        Energy ``k (r0 - rmsd)^2`` for ``rmsd < r0``, else 0; its one
+        collective variable ``rmsd`` (nm) is an :class:`openmm.RMSDForce`.
+        Global parameters ``wall_k`` and ``wall_r0``, so a system holds at
+        most one such wall.
+    """
+    x = _as_coords(reference, "reference")
+    wall = openmm.CustomCVForce("wall_k*max(0, wall_r0 - rmsd)^2")
+    wall.addGlobalParameter("wall_k", float(k))
+    wall.addGlobalParameter("wall_r0", float(r0))
+    wall.addCollectiveVariable("rmsd", openmm.RMSDForce([openmm.Vec3(*map(float, row)) for row in x]))
+    return wall
+
+
+@dataclass(frozen=True)
 class DualBasinModel:
     """What :func:`build_dual_basin_system` put into the system.
 
@@ -219,6 +301,9 @@ class DualBasinModel:
         Index of the :class:`openmm.CustomCVForce` in the system; its
         collective variables are ``angA, dihA, conA, angB, dihB, conB``
         (kJ/mol), see :func:`state_energies`.
+    wall_force_index : int or None
+        Index of the RMSD wall (:func:`rmsd_wall_force`) in the system, or
+        None if it has none.
     """
 
     n_particles: int
@@ -232,6 +317,7 @@ class DualBasinModel:
     shared_contacts: np.ndarray
     specific_contacts: tuple[np.ndarray, np.ndarray]
     mixing_force_index: int
+    wall_force_index: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """Counts of every term, JSON-serialisable."""
@@ -321,7 +407,7 @@ def _contact_force(pairs: np.ndarray, r0: np.ndarray, epsilon: float, width: flo
 
 
 def build_dual_basin_system(
-    ca_a: np.ndarray, ca_b: np.ndarray, params: DualBasinParams | None = None
+    ca_a: np.ndarray, ca_b: np.ndarray, params: DualBasinParams | None = None, wall: RMSDWall | None = None
 ) -> tuple[openmm.System, DualBasinModel]:
     """Build an OpenMM system of the dual-basin Calpha Go model.
 
@@ -333,12 +419,17 @@ def build_dual_basin_system(
         A leading frame axis of length 1 is accepted.
     params : DualBasinParams, optional
         Model parameters; defaults to ``DualBasinParams()``.
+    wall : RMSDWall, optional
+        A flat-bottom wall on the RMSD to ``ca_a`` or ``ca_b``, added last in
+        force group ``WALL_GROUP`` (2). Without it (the default) the system
+        is the Go model alone.
 
     Returns
     -------
     system : openmm.System
         Non-periodic system: shared terms in force group ``SHARED_GROUP`` (0),
-        the Okazaki mixing :class:`openmm.CustomCVForce` in ``MIXING_GROUP`` (1).
+        the Okazaki mixing :class:`openmm.CustomCVForce` in ``MIXING_GROUP`` (1)
+        and, if given, the wall in ``WALL_GROUP`` (2).
     model : DualBasinModel
         Term counts and contact lists.
 
@@ -427,6 +518,12 @@ def build_dual_basin_system(
     mix.setForceGroup(MIXING_GROUP)
     mixing_index = system.addForce(mix)
 
+    wall_index = None
+    if wall is not None:
+        force = rmsd_wall_force(xa if wall.reference == "A" else xb, wall.r0, wall.k)
+        force.setForceGroup(WALL_GROUP)
+        wall_index = system.addForce(force)
+
     model = DualBasinModel(
         n_particles=n,
         n_bonds=n - 1,
@@ -439,8 +536,9 @@ def build_dual_basin_system(
         shared_contacts=pairs[shared],
         specific_contacts=(spec_pairs[0], spec_pairs[1]),
         mixing_force_index=mixing_index,
+        wall_force_index=wall_index,
     )
-    logger.info("dual-basin Go model: %s", model.summary())
+    logger.info("dual-basin Go model: %s%s", model.summary(), "" if wall is None else f", wall {wall.to_dict()}")
     return system, model
 
 

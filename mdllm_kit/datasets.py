@@ -6,9 +6,11 @@ Calpha RMSD is 6.9 A. The package ships
 * protein-only heavy-atom reference structures of both states
   (made by ``scripts/make_adk_references.py``), and
 * Calpha trajectories of a dual-basin structure-based (Go) model of AdK
-  simulated with OpenMM (made by ``scripts/make_adk_cg.py``): a training run
-  that never leaves the closed basin and a long equilibrium run that switches
-  between the two states, the ground truth for populations and kinetics.
+  simulated with OpenMM (made by ``scripts/make_adk_cg.py``): two training
+  runs, one that never leaves the closed basin and its mirror image that never
+  leaves the open basin, so that state discovery can be measured in both
+  directions, and a long equilibrium run that switches between the two
+  states, the ground truth for populations and kinetics.
 
 Ground-truth states of the CG runs (:func:`adk_cg_states`) come from the
 Calpha RMSD (optimal superposition, in Angstrom) to the two crystal
@@ -75,7 +77,7 @@ __all__ = [
 ]
 
 #: Names of the bundled AdK coarse-grained runs accepted by :func:`load_adk_cg`.
-ADK_CG_RUNS: tuple[str, ...] = ("closed_train", "equilibrium")
+ADK_CG_RUNS: tuple[str, ...] = ("closed_train", "equilibrium", "open_train")
 
 _ADK = "adk"
 _CG_TOPOLOGY = "adk_cg_ca.pdb"
@@ -135,9 +137,12 @@ def adk_cg_metadata() -> dict[str, Any]:
     -------
     dict
         Parsed ``adk_cg_metadata.json``: the model and simulation parameters
-        (seed, temperature, friction, time step, save interval) and, per run,
-        the number of frames, time per frame (ps), state populations and
-        closed<->open transition counts measured by the generator.
+        (seed, temperature, friction, time step, save interval) and, per run
+        (``metadata["runs"][name]``), the number of frames, time per frame
+        (ps), state populations, closed<->open transition counts, Calpha RMSD
+        ranges to both crystals (Angstrom), seed, mixing offset (kJ/mol), the
+        acceptance criteria and the command that made it, as measured and
+        recorded by the generator.
     """
     return json.loads(data_path(_ADK, _CG_METADATA).read_text())
 
@@ -147,12 +152,20 @@ def load_adk_cg(name: str = "closed_train") -> md.Trajectory:
 
     Parameters
     ----------
-    name : {"closed_train", "equilibrium"}
+    name : {"closed_train", "open_train", "equilibrium"}
         ``"closed_train"``: frames that never leave the closed basin (Calpha
         RMSD to the open crystal >= 3 A in every frame), the training set
-        for cross-state discovery. ``"equilibrium"``: a long run with
-        repeated closed<->open transitions, the ground truth for state
-        populations and kinetics.
+        for cross-state discovery (train on closed, look for open).
+        ``"open_train"``: the other direction, frames that never leave the
+        open basin (Calpha RMSD to the closed crystal >= 3 A in every frame),
+        from the same Go model biased towards open, started from the open
+        crystal, with a flat-bottom wall on the Calpha RMSD to the closed
+        crystal at 4 A (the bias alone let the run reach the closed basin;
+        closed_train needs no wall), recorded as ``rmsd_wall`` in its
+        metadata entry; train on open, look for closed. ``"equilibrium"``:
+        a long run with repeated closed<->open transitions, the ground truth
+        for state populations and kinetics. Frame counts, seeds and measured
+        RMSD ranges are in :func:`adk_cg_metadata`.
 
     Returns
     -------
@@ -289,8 +302,9 @@ def export_adk(out_dir: str | os.PathLike) -> list[Path]:
     -------
     list of pathlib.Path
         The written files: ``adk_cg_ca.pdb`` (Calpha topology),
-        ``adk_cg_closed_train.xtc``, ``adk_cg_equilibrium.xtc``,
-        ``adk_cg_metadata.json``, ``adk_closed.pdb`` and ``adk_open.pdb``.
+        ``adk_cg_closed_train.xtc``, ``adk_cg_open_train.xtc``,
+        ``adk_cg_equilibrium.xtc``, ``adk_cg_metadata.json``,
+        ``adk_closed.pdb`` and ``adk_open.pdb``.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

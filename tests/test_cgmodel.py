@@ -147,3 +147,64 @@ def test_simulate_progress_and_validation(ca, built):
         cg.simulate(system, ca["closed"], 1, 10, seed=0)
     with pytest.raises(ValueError, match="atoms"):
         cg.simulate(system, ca["closed"][:-1], 1, 10, seed=1)
+
+
+def _kabsch_rmsd(x: np.ndarray, ref: np.ndarray) -> float:
+    a, b = x - x.mean(axis=0), ref - ref.mean(axis=0)
+    u_, s, vt = np.linalg.svd(a.T @ b)
+    s[-1] *= np.sign(np.linalg.det(u_ @ vt))
+    return float(np.sqrt(max(0.0, (np.sum(a**2) + np.sum(b**2) - 2 * s.sum()) / len(x))))
+
+
+def test_rmsd_wall_is_flat_bottom_and_superposes(ca):
+    """E = k (r0 - rmsd)^2 inside r0, 0 beyond, for rotated and shifted displaced copies of the reference."""
+    wall = cg.RMSDWall(reference="A", r0=0.4, k=10000.0)
+    system, model = cg.build_dual_basin_system(ca["closed"], ca["open"], cg.DualBasinParams(), wall=wall)
+    assert system.getNumForces() == 7 and model.wall_force_index == 6
+    force = system.getForce(model.wall_force_index)
+    assert isinstance(force, openmm.CustomCVForce) and force.getForceGroup() == cg.WALL_GROUP
+    assert isinstance(force.getCollectiveVariable(0), openmm.RMSDForce)
+    ctx = cg.make_context(system, ca["closed"], seed=1)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=ca["closed"].shape)
+    theta = 0.7
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0.0], [np.sin(theta), np.cos(theta), 0.0], [0.0, 0.0, 1.0]])
+    for scale in (0.0, 0.1, 0.3, 0.39, 0.45, 0.8):
+        x = ca["closed"] + scale * noise / np.sqrt(np.mean(np.sum(noise**2, axis=1)))
+        x = x @ rot.T + np.array([1.0, -2.0, 0.5])  # the RMSD is after optimal superposition
+        rmsd = _kabsch_rmsd(x, ca["closed"])
+        energy = _group_energy(ctx, x, {cg.WALL_GROUP})
+        (cv,) = force.getCollectiveVariableValues(ctx)
+        assert cv == pytest.approx(rmsd, abs=1e-6)
+        expect = wall.k * (wall.r0 - rmsd) ** 2 if rmsd < wall.r0 else 0.0
+        assert energy == pytest.approx(expect, rel=1e-6, abs=1e-9)
+        assert float(wall.energy(rmsd)) == pytest.approx(expect, rel=1e-9, abs=1e-12)
+    # Its forces are the gradient of its energy (here inside the wall, RMSD ~ 0.3 nm).
+    x = ca["closed"] + 0.3 * noise / np.sqrt(np.mean(np.sum(noise**2, axis=1)))
+    ctx.setPositions(x)
+    f = ctx.getState(getForces=True, groups={cg.WALL_GROUP}).getForces(asNumpy=True).value_in_unit(
+        openmm.unit.kilojoule_per_mole / openmm.unit.nanometer)
+    direction = rng.normal(size=x.shape)
+    direction /= np.linalg.norm(direction)
+    h = 1e-4
+    de = (_group_energy(ctx, x + h * direction, {cg.WALL_GROUP})
+          - _group_energy(ctx, x - h * direction, {cg.WALL_GROUP})) / (2 * h)
+    assert abs(de) > 1.0 and de == pytest.approx(-np.sum(f * direction), rel=1e-3)
+    # The open crystal (6.9 A from closed) is beyond the wall; the Go model is unchanged by it.
+    assert _group_energy(ctx, ca["open"], {cg.WALL_GROUP}) == 0.0
+    plain, _ = cg.build_dual_basin_system(ca["closed"], ca["open"], cg.DualBasinParams())
+    plain_ctx = cg.make_context(plain, ca["closed"], seed=1)
+    x = ca["closed"] + 0.01 * noise
+    assert _group_energy(ctx, x, {cg.SHARED_GROUP, cg.MIXING_GROUP}) == pytest.approx(_group_energy(plain_ctx, x))
+    # Reference B measures the RMSD to the open structure.
+    _, model_b = cg.build_dual_basin_system(ca["closed"], ca["open"], wall=cg.RMSDWall(reference="B"))
+    assert model_b.wall_force_index == 6
+
+
+def test_rmsd_wall_params():
+    wall = cg.RMSDWall(r0=0.35, k=5000.0)
+    assert cg.RMSDWall.from_dict(wall.to_dict()) == wall
+    assert wall.to_dict() == {"reference": "A", "r0": 0.35, "k": 5000.0}
+    for bad in ({"reference": "closed"}, {"r0": 0.0}, {"k": -1.0}):
+        with pytest.raises(ValueError):
+            cg.RMSDWall(**bad)

@@ -50,12 +50,19 @@ def test_user_error_is_one_clear_line_not_a_traceback(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_datasets_list_names_every_run(capsys):
+    assert main(["datasets", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, n_frames in (("closed_train", 2400), ("open_train", 2400), ("equilibrium", 4800)):
+        assert f"adk_cg/{name}: {n_frames} frames, 214 residues (Calpha)" in lines
+
+
 def test_datasets_export_then_inspect(tmp_path, capsys):
     assert main(["datasets", "export", "--out", str(tmp_path)]) == 0
     written = capsys.readouterr().out.split()
     names = {p.rsplit("/", 1)[-1] for p in written}
-    assert {"adk_cg_ca.pdb", "adk_cg_closed_train.xtc", "adk_cg_equilibrium.xtc",
-            "adk_closed.pdb", "adk_open.pdb"} <= names
+    assert {"adk_cg_ca.pdb", "adk_cg_closed_train.xtc", "adk_cg_open_train.xtc", "adk_cg_equilibrium.xtc",
+            "adk_cg_metadata.json", "adk_closed.pdb", "adk_open.pdb"} == names
     assert main(["inspect", str(tmp_path / "adk_cg_closed_train.xtc"),
                  "--top", str(tmp_path / "adk_cg_ca.pdb"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -72,8 +72,15 @@ def test_core_transitions():
 
 
 def test_unknown_run():
-    with pytest.raises(DatasetError, match="unknown"):
+    with pytest.raises(DatasetError, match="unknown.*open_train"):
         datasets.load_adk_cg("nope")
+
+
+def test_every_run_is_shipped_and_described(metadata):
+    assert set(datasets.ADK_CG_RUNS) == {"closed_train", "open_train", "equilibrium"}
+    assert set(metadata["runs"]) == set(datasets.ADK_CG_RUNS) == set(metadata["seeds"])
+    for name in datasets.ADK_CG_RUNS:
+        assert datasets.data_path("adk", f"adk_cg_{name}.xtc").stat().st_size > 0
 
 
 def test_topology(runs, ca_refs):
@@ -106,6 +113,51 @@ def test_closed_train(runs, metadata):
     # (NMP/LID partly opening) that stay far from the open state.
     assert np.mean(states == datasets.STATE_CLOSED) > 0.9
     assert metadata["runs"]["closed_train"]["rmsd_open_A"]["min"] == pytest.approx(r_o.min(), abs=1e-3)
+
+
+def test_open_train(runs, metadata):
+    traj = runs["open_train"]
+    meta = metadata["runs"]["open_train"]
+    assert traj.n_frames == meta["n_frames"] == runs["closed_train"].n_frames == 2400
+    r_c, r_o = datasets.adk_cg_rmsd(traj)
+    assert r_c.min() >= datasets.BASIN_RMSD_A  # never leaves the open basin
+    states = datasets.adk_cg_states(traj)
+    assert not (states == datasets.STATE_CLOSED).any()
+    # Mostly within 3 A of the open crystal (89.5 %; the open basin is flatter than
+    # the closed one, closed_train is 97 % closed, and partial closures stop at the wall).
+    assert np.mean(states == datasets.STATE_OPEN) > 0.85
+    # Not unfolded: every frame is in the open basin or on the path, except one
+    # 20 ps over-opening (4 frames just beyond 3 A from open and further from
+    # closed than the open crystal is), also in the run without the wall.
+    off = ~(datasets.on_path(r_c, r_o) | (states == datasets.STATE_OPEN))
+    assert off.sum() <= 4 and meta["fraction_admissible"] == pytest.approx(1 - off.mean())
+    assert (r_c[off] > datasets.closed_open_rmsd()).all() and (r_o[off] < 3.5).all()
+    # The wall at 4 A from closed (only this run has one) is barely entered.
+    wall = meta["rmsd_wall"]
+    assert wall["reference"].startswith("closed crystal") and wall["r0_nm"] == 0.4 and wall["k_kj_mol_nm2"] > 0
+    assert r_c.min() > 10 * wall["r0_nm"] - 0.5
+    assert wall["fraction_frames_inside_r0"] == pytest.approx(np.mean(r_c < 10 * wall["r0_nm"]))
+    assert all("rmsd_wall" not in metadata["runs"][name] for name in ("closed_train", "equilibrium"))
+    for i, name in enumerate(datasets.ADK_STATE_NAMES):
+        assert meta["populations"][name] == pytest.approx(np.mean(states == i), abs=1e-6)
+    assert meta["rmsd_closed_A"]["min"] == pytest.approx(r_c.min(), abs=1e-3)
+    assert meta["rmsd_open_A"]["mean"] == pytest.approx(r_o.mean(), abs=1e-3)
+    assert meta["criteria"] == {"rmsd_closed_min_A >= 3": True}
+    assert meta["n_transitions"] == 0
+
+
+def test_open_train_mirrors_closed_train(metadata):
+    closed, open_ = metadata["runs"]["closed_train"], metadata["runs"]["open_train"]
+    # Same model with the mixing offset mirrored (it is added to the open state's energy);
+    # open_train also has an RMSD wall (test_open_train), which the offset alone needed.
+    assert closed["mixing_offset_kj_mol"] > 0
+    assert open_["mixing_offset_kj_mol"] == -closed["mixing_offset_kj_mol"] == metadata["open_train_mixing_offset"]
+    assert open_["start"].startswith("open crystal") and closed["start"].startswith("closed crystal")
+    assert metadata["seeds"] == {"equilibrium": metadata["seed"] + 1, "closed_train": metadata["seed"],
+                                 "open_train": metadata["seed"] + 2}
+    assert open_["seed"] == metadata["seeds"]["open_train"]
+    for meta in metadata["runs"].values():
+        assert meta["command"].startswith("python scripts/make_adk_cg.py")
 
 
 def test_equilibrium(runs, metadata):

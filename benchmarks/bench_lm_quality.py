@@ -5,7 +5,9 @@
     python benchmarks/bench_lm_quality.py --out bench_lm_quality.json
 
 Trains ``mk.train`` with the default ``ModelSettings()`` / ``TrainSettings()``
-(options override single fields, e.g. ``--steps 60 --window 2 --no-previous``)
+(options override single fields, e.g. ``--steps 60 --window 2 --no-previous``;
+the training recipe: ``--context-noise-bins``, ``--context-noise-fraction``,
+``--ordinal-label-sigma``)
 on the bundled ``closed_train`` run, tokenized with ``StructureTokenizer()``
 fitted on it, then measures
 
@@ -135,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="TrainSettings.batch_size")
     parser.add_argument("--lr", type=float, default=None, help="TrainSettings.learning_rate")
     parser.add_argument("--loss-frames", default=None, choices=("all", "last"))
+    parser.add_argument("--context-noise-bins", type=float, default=None, help="TrainSettings.context_noise_bins")
+    parser.add_argument("--context-noise-fraction", type=float, default=None,
+                        help="TrainSettings.context_noise_fraction")
+    parser.add_argument("--ordinal-label-sigma", type=float, default=None, help="TrainSettings.ordinal_label_sigma")
     parser.add_argument("--hidden", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--intermediate", type=int, default=None)
@@ -198,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     ms = ModelSettings().replace(**model_changes)
     train_changes = {k: v for k, v in {"max_steps": args.steps, "window_frames": args.window,
                                         "batch_size": args.batch, "learning_rate": args.lr,
-                                        "loss_frames": args.loss_frames}.items() if v is not None}
+                                        "loss_frames": args.loss_frames,
+                                        "context_noise_bins": args.context_noise_bins,
+                                        "context_noise_fraction": args.context_noise_fraction,
+                                        "ordinal_label_sigma": args.ordinal_label_sigma}.items() if v is not None}
     ts = TrainSettings(seed=args.seed).replace(**train_changes)
     ts = ts.replace(eval_steps=ts.max_steps, save_steps=ts.max_steps, logging_steps=max(1, ts.max_steps // 10))
     result: dict = {"machine": machine(), "data": "adk_cg/closed_train", "model": ms.to_dict(),

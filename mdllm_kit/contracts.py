@@ -10,6 +10,9 @@ re-derive what another stage promises.
   :func:`load_tokenizer`, which dispatches on the format string of the saved
   ``tokenizer_config.json`` (a new tokenizer registers its format with
   :func:`register_tokenizer_format`).
+* :func:`check_frame_tokens` and :func:`jitter_frame_tokens` -- the one
+  validation of token arrays against the per-position ranges, and the one
+  sampler-like noise rule that respects them.
 * :class:`FrameModel` / :func:`is_frame_model` -- a frame-aware causal LM
   (frame-position and previous-frame embeddings).
 * The frame-major order of an ensemble of walkers: frame ``i`` of walker
@@ -30,7 +33,7 @@ from .errors import MdllmError, TokenizerError
 
 __all__ = ["FRAME_EMBEDDING_MODULES", "TOKENIZER_CONFIG_FILE", "FrameModel", "FrameTokenizer", "check_frame_tokens",
            "frame_major_index",
-           "frame_major_frames", "frame_major_labels", "is_frame_model", "load_tokenizer", "per_walker", "register_tokenizer_format",
+           "frame_major_frames", "jitter_frame_tokens", "frame_major_labels", "is_frame_model", "load_tokenizer", "per_walker", "register_tokenizer_format",
            "registered_tokenizer_formats", "step_and_walker", "tokenizer_format"]
 
 
@@ -219,6 +222,59 @@ def check_frame_tokens(tokens: Any, valid_ranges: Any, *, kinds: Any = None, one
                     f"is outside the allowed range [{ranges[p, 0]}, {ranges[p, 1]}) of a {kind}position; were these "
                     "tokens made by the same tokenizer?")
     return arr
+
+
+def jitter_frame_tokens(tokens: Any, valid_ranges: Any, kinds: Any, periodic_kinds: Any, bins: float,
+                        rng: np.random.Generator, *, fraction: float = 1.0, moved_kinds: Any = None) -> np.ndarray:
+    """Tokens moved as a sampler would move them: a rounded Gaussian step within each position's range.
+
+    The one noise rule of mdllm-kit (``StructureTokenizer.jitter`` and the
+    noisy-context training of :mod:`mdllm_kit.lm.data` call it). Each chosen
+    position of each frame is moved by ``rint(N(0, bins))`` codes; the move
+    wraps around for ``periodic_kinds`` and is clipped at the ends of the
+    position's ``[lo, hi)`` range otherwise, so every result is a valid token.
+
+    Parameters
+    ----------
+    tokens : array-like of int, shape (n_frames, L)
+        Valid structure tokens (not checked here: see :func:`check_frame_tokens`).
+    valid_ranges : array-like of int, shape (L, 2)
+        ``[lo, hi)`` per position (``tokenizer.valid_token_ranges()``).
+    kinds : sequence of str, length L
+        Kind of each position (``tokenizer.position_kinds()``).
+    periodic_kinds : collection of str
+        Kinds whose codes wrap around (``tokenizer.periodic_kinds``).
+    bins : float
+        Standard deviation of the move, in codes (>= 0).
+    rng : numpy.random.Generator
+        Source of the noise; the draws are made position by position, in order.
+    fraction : float
+        Probability that a token of a moved kind is moved at all, in ``[0, 1]``
+        (1: every one, the step may still round to 0).
+    moved_kinds : collection of str, optional
+        Only positions of these kinds move (``None``: every position).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_frames, L)
+    """
+    out = np.array(tokens, dtype=np.int64, copy=True)
+    ranges = np.asarray(valid_ranges, dtype=np.int64)
+    if not bins >= 0:
+        raise MdllmError(f"the noise width bins must be >= 0, got {bins}")
+    if not 0.0 <= fraction <= 1.0:
+        raise MdllmError(f"the noise fraction must be in [0, 1], got {fraction}")
+    periodic = frozenset(periodic_kinds)
+    for pos, kind in enumerate(kinds):
+        if moved_kinds is not None and kind not in moved_kinds:
+            continue
+        lo, hi = int(ranges[pos, 0]), int(ranges[pos, 1])
+        step = np.rint(rng.normal(0.0, bins, len(out))).astype(np.int64)
+        if fraction < 1.0:
+            step = np.where(rng.random(len(out)) < fraction, step, 0)
+        v = out[:, pos] - lo + step
+        out[:, pos] = lo + (v % (hi - lo) if kind in periodic else np.clip(v, 0, hi - lo - 1))
+    return out
 
 
 # -------------------------------------------------------------------- model

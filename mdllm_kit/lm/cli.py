@@ -87,7 +87,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              loss_frames=args.loss_frames, max_steps=args.max_steps, batch_size=args.batch_size,
                              grad_accum=args.grad_accum, learning_rate=args.lr, eval_steps=args.eval_steps,
                              save_steps=args.save_steps, logging_steps=args.logging_steps, seed=args.seed,
-                             precision=args.precision)
+                             precision=args.precision, context_noise_bins=args.context_noise_bins,
+                             context_noise_fraction=args.context_noise_fraction,
+                             ordinal_label_sigma=args.ordinal_label_sigma)
     return train_command(args.traj, args.tokenizer, args.out, top=args.top, selection=args.selection,
                          stride_frames=args.frame_stride, model_settings=model, train_settings=settings,
                          resume=args.resume, progress=not args.no_progress, device=args.device)
@@ -136,6 +138,14 @@ def add_lm_commands(subparsers: Any) -> None:
     tr.add_argument("--save-steps", type=int, default=t.save_steps, help="steps between checkpoints")
     tr.add_argument("--logging-steps", type=int, default=t.logging_steps, help="steps between log lines")
     tr.add_argument("--seed", type=int, default=t.seed, help="random seed")
+    tr.add_argument("--context-noise-bins", type=float, default=t.context_noise_bins,
+                    help="noisy-context training: std (bins) of the rounded Gaussian moves of the context frames' "
+                         "input tokens (labels stay clean; 0: off)")
+    tr.add_argument("--context-noise-fraction", type=float, default=t.context_noise_fraction,
+                    help="noisy-context training: probability that a context token is moved")
+    tr.add_argument("--ordinal-label-sigma", type=float, default=t.ordinal_label_sigma,
+                    help="ordinal soft targets: width (bins) of the Gaussian around the true bin that the training "
+                         "loss targets, within the position's valid range (0: plain cross-entropy)")
     tr.add_argument("--base-model", default=None, help="local folder of a pretrained causal LM (LoRA fine-tuning)")
     tr.add_argument("--finetune", choices=("auto", "full", "lora"), default=m.finetune,
                     help="auto: full for the model built from config, LoRA for --base-model")

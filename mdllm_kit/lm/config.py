@@ -6,6 +6,7 @@ round-trips through JSON (:meth:`to_dict` / :meth:`from_dict`,
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,27 @@ class TrainSettings(_JsonSettings):
         ``None``: on when a CUDA GPU is used.
     dataloader_workers : int
         Data-loader worker processes.
+    context_noise_bins : float
+        Noisy-context training (cf. arXiv 2602.04883): standard deviation, in
+        bins, of a rounded Gaussian move of the structure tokens of the ``W``
+        context frames of every training window (the input ids only; the
+        labels, the window's last frame and the validation windows stay clean),
+        wrapped for the tokenizer's periodic kinds, clipped at the ends of the
+        position's range otherwise (:func:`~mdllm_kit.contracts.jitter_frame_tokens`).
+        The model learns to predict the true next frame from a context that
+        drifted as a rollout's does. Fresh noise for every window drawn, from a
+        stream seeded by ``seed`` (a resumed run draws new noise). ``0``
+        (default): off.
+    context_noise_fraction : float
+        With ``context_noise_bins``: probability, in ``(0, 1]``, that a context
+        token is moved at all.
+    ordinal_label_sigma : float
+        Ordinal soft targets: the training loss is the cross-entropy against a
+        discretised Gaussian of this width (bins) centred on the true bin,
+        restricted to the position's valid ``[lo, hi)`` block and wrapped for
+        periodic kinds, instead of the one-hot true token (frame delimiters keep
+        one-hot targets). The evaluation loss stays the plain cross-entropy.
+        ``0`` (default): off (plain cross-entropy).
     """
 
     window_frames: int = 2
@@ -253,6 +275,9 @@ class TrainSettings(_JsonSettings):
     bf16: bool | None = None
     gradient_checkpointing: bool | None = None
     dataloader_workers: int = 0
+    context_noise_bins: float = 0.0
+    context_noise_fraction: float = 1.0
+    ordinal_label_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.window_frames >= 1, f"window_frames must be >= 1, got {self.window_frames}")
@@ -266,6 +291,13 @@ class TrainSettings(_JsonSettings):
         _require(self.weight_decay >= 0 and self.max_grad_norm > 0, "weight_decay must be >= 0 and max_grad_norm > 0")
         _require(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _require(self.dataloader_workers >= 0, "dataloader_workers must be >= 0")
+        _require(math.isfinite(self.context_noise_bins) and self.context_noise_bins >= 0,
+                 f"context_noise_bins must be a finite number of bins >= 0 (0: off), got {self.context_noise_bins}")
+        _require(0.0 < self.context_noise_fraction <= 1.0,
+                 f"context_noise_fraction must be in (0, 1], got {self.context_noise_fraction}; to turn the noise "
+                 "off set context_noise_bins=0")
+        _require(math.isfinite(self.ordinal_label_sigma) and self.ordinal_label_sigma >= 0,
+                 f"ordinal_label_sigma must be a finite number of bins >= 0 (0: off), got {self.ordinal_label_sigma}")
         _require(self.precision in PRECISIONS,
                  f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.bf16 is not None:

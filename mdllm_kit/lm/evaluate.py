@@ -16,7 +16,7 @@ from ..analysis.rmsd import rmsd_per_frame
 from ..errors import ModelError
 from ..subsample import evenly_spaced_indices
 
-__all__ = ["constrained_frame_argmax", "next_frame_quality", "predict_next_frames"]
+__all__ = ["constrained_frame_argmax", "next_frame_quality", "position_kinds", "predict_next_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def next_frame_quality(bundle: Any, tokens: np.ndarray, context_frames: int | No
     truth = windows[:, -1]
     candidates = {"model": predict_next_frames(bundle, windows, batch_size), "copy_previous": windows[:, -2]}
     true_xyz = bundle.tokenizer.decode(truth).xyz
-    kinds, periodic = _position_kinds(bundle.tokenizer, codec.tokens_per_frame)
+    kinds, periodic = position_kinds(bundle.tokenizer, codec.tokens_per_frame)
     out: dict[str, Any] = {"n_windows": int(len(windows)), "context_frames": c}
     for name, pred in candidates.items():
         rmsd_A = rmsd_per_frame(bundle.tokenizer.decode(pred).xyz, true_xyz)  # Angstrom
@@ -127,7 +127,7 @@ def next_frame_quality(bundle: Any, tokens: np.ndarray, context_frames: int | No
     return out
 
 
-def _position_kinds(tokenizer: Any, n: int) -> tuple[np.ndarray, frozenset[str]]:
+def position_kinds(tokenizer: Any, n: int) -> tuple[np.ndarray, frozenset[str]]:
     """Kind of every frame position and the periodic kinds (:class:`~mdllm_kit.contracts.FrameTokenizer`)."""
     kinds = getattr(tokenizer, "position_kinds", None)
     if not callable(kinds):  # a tokenizer without kinds: one non-periodic kind

@@ -26,8 +26,9 @@ from ..errors import ModelError
 from .bundle import ModelBundle
 from .codec import FrameCodec
 from .config import ModelSettings, TrainSettings
-from .data import make_datasets
-from .evaluate import constrained_frame_argmax
+from .data import ContextNoise, make_datasets
+from .evaluate import constrained_frame_argmax, position_kinds
+from .losses import OrdinalSoftTargetLoss
 from .model import count_parameters, prepare_model
 from .precision import resolve_precision
 
@@ -133,8 +134,46 @@ class _MetricFns:
         return out
 
 
+def _trainer(*args: Any, train_loss_func: Any = None, **kwargs: Any) -> Any:
+    """A Hugging Face ``Trainer`` whose training loss (never its evaluation loss) is ``train_loss_func``.
+
+    ``train_loss_func`` (``None``: the model's own cross-entropy) is the
+    Trainer's ``compute_loss_func`` while the model is in training mode, so the
+    Trainer's gradient-accumulation and multi-process normalisation apply to
+    it; evaluation always reports the model's plain cross-entropy, so
+    ``eval_loss`` stays comparable between recipes.
+    """
+    from transformers import Trainer
+
+    class _RecipeTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            saved, self.compute_loss_func = self.compute_loss_func, None
+            try:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            finally:
+                self.compute_loss_func = saved
+
+    return _RecipeTrainer(*args, compute_loss_func=train_loss_func, **kwargs)
+
+
+def _recipe(tokenizer: Any, codec: FrameCodec, s: TrainSettings) -> tuple[ContextNoise | None, Any]:
+    """The noisy-context transform and the ordinal soft-target loss that ``s`` asks for (``None``: off)."""
+    kinds, periodic = position_kinds(tokenizer, codec.tokens_per_frame)
+    noise = (ContextNoise.for_tokenizer(tokenizer, s.context_noise_bins, s.context_noise_fraction, s.seed)
+             if s.context_noise_bins > 0 else None)
+    loss = OrdinalSoftTargetLoss(codec, kinds, periodic, s.ordinal_label_sigma) if s.ordinal_label_sigma > 0 else None
+    return noise, loss
+
+
 #: Settings and data of a training run, in ``checkpoints/``: ``--resume`` must continue the same run.
 RUN_RECORD = "run.json"
+#: TrainSettings fields added after run records existed; an older record lacks them and its run used their
+#: defaults (the recipe options are off by default), so it resumes with those
+_ADDED_FIELDS = ("context_noise_bins", "context_noise_fraction", "ordinal_label_sigma")
 #: TrainSettings fields that do not change the weights a run ends with (they may differ on resume).
 _RESUMABLE_FIELDS = frozenset({"eval_steps", "save_steps", "logging_steps", "save_total_limit", "eval_max_windows",
                                "rmsd_max_frames", "dataloader_workers"})
@@ -204,10 +243,13 @@ def _check_same_run(ckpt_dir: Path, run: dict[str, Any]) -> None:
     if old.get("tokenizer_fingerprint") != run["tokenizer_fingerprint"]:
         raise ModelError(f"the tokenizer differs from the one of the run in {ckpt_dir.parent}; resume with the same "
                          "tokenizer, or train into a new output folder")
-    changed = [f"{key}: {old.get(group, {}).get(key)!r} in the run, {run[group].get(key)!r} now"
+    recorded = {"model_settings": old.get("model_settings", {}),
+                "train_settings": {**{k: TrainSettings().to_dict()[k] for k in _ADDED_FIELDS},
+                                   **old.get("train_settings", {})}}
+    changed = [f"{key}: {recorded[group].get(key)!r} in the run, {run[group].get(key)!r} now"
                for group in ("model_settings", "train_settings")
-               for key in sorted(set(old.get(group, {})) | set(run[group]))
-               if old.get(group, {}).get(key) != run[group].get(key)]
+               for key in sorted(set(recorded[group]) | set(run[group]))
+               if recorded[group].get(key) != run[group].get(key)]
     if changed:
         raise ModelError(f"--resume with changed settings ({'; '.join(changed)}) for the run in {ckpt_dir.parent}; "
                          "resume with the same settings, or train into a new output folder")
@@ -262,7 +304,7 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
     ``eval_next_frame_rmsd_A`` (RMSD after superposition between the decoded
     predicted and true frames). Everything logged is in ``metrics.json``.
     """
-    from transformers import Trainer, default_data_collator
+    from transformers import default_data_collator
 
     model_settings = model or ModelSettings()
     s = settings or TrainSettings()
@@ -291,8 +333,9 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
     torch.manual_seed(s.seed)
     span_len = FrameCodec.for_tokenizer(tokenizer).sequence_length(s.window_frames + 1)
     lm, codec = prepare_model(tokenizer, model_settings, max_positions=span_len)
+    context_noise, train_loss = _recipe(tokenizer, codec, s)
     train_ds, val_ds, info = make_datasets(token_trajs, codec, s.window_frames, s.stride, s.val_fraction,
-                                           s.loss_frames)
+                                           s.loss_frames, context_noise)
     eval_ds = val_ds.subset(s.eval_max_windows) if val_ds is not None else None
     logger.info("%d trajectories: %d training windows (%d frames), %d validation windows (%d frames), "
                 "%d tokens per window", info.n_trajectories, info.train_windows, info.train_frames,
@@ -309,10 +352,10 @@ def train(trajectories: Any, tokenizer: Any, out: str | os.PathLike, model: Mode
         _remove_incomplete_checkpoints(ckpt_dir, last)
         remove_stale_temporaries(out)  # of a run killed while saving the bundle
     args = _training_arguments(out, s, eval_ds is not None, not use_cpu, progress, use_cpu)
-    trainer = Trainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=default_data_collator, compute_metrics=fns.compute if eval_ds else None,
-                      preprocess_logits_for_metrics=fns.preprocess if eval_ds else None,
-                      callbacks=list(callbacks))
+    trainer = _trainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                       data_collator=default_data_collator, compute_metrics=fns.compute if eval_ds else None,
+                       preprocess_logits_for_metrics=fns.preprocess if eval_ds else None,
+                       callbacks=list(callbacks), train_loss_func=train_loss)
     t0 = time.perf_counter()
     if resume and last is not None and int(Path(last).name.split("-")[-1]) >= s.max_steps:
         # the run was stopped after its last checkpoint (e.g. while saving the bundle): nothing is left to train.

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, atomic_write_json
-from ..contracts import check_frame_tokens
+from ..contracts import check_frame_tokens, jitter_frame_tokens
 from ..errors import TokenizerError
 from ..threads import DECODE_THREADS, torch_threads
 from .config import TokenizerConfig
@@ -38,6 +38,8 @@ FORMAT_VERSION = 3  # 2: segment realignment in the decoder; 3: skeleton-first d
 CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_FILE = "tokenizer.safetensors"
 _BACKBONE = ("N", "CA", "C", "O")
+#: kinds of token that :meth:`StructureTokenizer.jitter` moves (local geometry; anchors stay)
+JITTER_KINDS = frozenset({"angle", "dihedral"})
 _O_ALIASES = ("O", "OT1", "OC1", "O1")
 
 Progress = Callable[[int, int], Any] | Any
@@ -580,18 +582,11 @@ class StructureTokenizer:
         -------
         numpy.ndarray of int64, same shape
         """
-        out = self.check_tokens(tokens).copy()
+        tokens = self.check_tokens(tokens)
         if not bins >= 0:
             raise TokenizerError(f"bins must be >= 0, got {bins}")
-        rng = np.random.default_rng(seed)
-        periodic = self.periodic_kinds
-        for pos, kind in enumerate(self.position_kinds()):
-            if kind not in ("angle", "dihedral"):
-                continue
-            lo, hi = self.position_vocab(pos)
-            v = out[:, pos] - lo + np.rint(rng.normal(0.0, bins, len(out))).astype(np.int64)
-            out[:, pos] = lo + (v % (hi - lo) if kind in periodic else np.clip(v, 0, hi - lo - 1))
-        return out
+        return jitter_frame_tokens(tokens, self.valid_token_ranges(), self.position_kinds(), self.periodic_kinds,
+                                   bins, np.random.default_rng(seed), moved_kinds=JITTER_KINDS)
 
     def perturb(self, tokens: np.ndarray, fraction: float, how: str = "neighbour", seed: int = 0) -> np.ndarray:
         """Tokens with a fraction of positions moved to another valid code (noise benchmark).

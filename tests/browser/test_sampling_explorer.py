@@ -38,6 +38,9 @@ GENERATED_POINTS_JS = """(out) => {
 RENDERED_POINTS_JS = """(out) => Array.from(out.querySelectorAll('.js-plotly-plot .scatterlayer .trace'))
     .filter(g => g.__data__ && g.__data__[0] && g.__data__[0].trace.meta === 'generated')
     .reduce((n, g) => n + g.querySelectorAll('.point').length, 0)"""
+# The closest-approach plot below the map: points per reference line (one per step of the run).
+APPROACH_POINTS_JS = """(out) => { const plots = out.querySelectorAll('.js-plotly-plot');
+    if (plots.length < 2 || !plots[1].data) return null; return plots[1].data.map(t => t.x ? t.x.length : 0); }"""
 # The map is a real size on screen and its generated markers are inside it.
 MAP_VISIBLE_JS = """(out) => { const gd = out.querySelector('.js-plotly-plot'); const r = gd.getBoundingClientRect();
     const pts = Array.from(gd.querySelectorAll('.scatterlayer .point')).map(p => p.getBoundingClientRect());
@@ -72,7 +75,8 @@ def test_explorer_renders_and_generates_new_frames(notebook_page):
     first = QUICK_FRAMES * QUICK_WALKERS
     assert page.evaluate(GENERATED_POINTS_JS, handle) == first
     assert page.evaluate(RENDERED_POINTS_JS, handle) == first
-    plot = out.locator(".js-plotly-plot")
+    assert page.evaluate(APPROACH_POINTS_JS, handle) == [QUICK_FRAMES, QUICK_FRAMES]  # closed and open
+    plot = out.locator(".js-plotly-plot").first  # the state map (the closest-approach plot follows it)
     plot.scroll_into_view_if_needed()
     assert page.evaluate(MAP_VISIBLE_JS, handle), "the state map is not drawn at a visible size"
     assert page.evaluate(STATUS_JS, handle).startswith(f"Done: {QUICK_FRAMES} frames x {QUICK_WALKERS} walkers")

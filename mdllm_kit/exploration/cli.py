@@ -47,8 +47,8 @@ def explore_command(bundle_dir: str, out: str, *, strategy: str, budget_frames: 
     collective = None
     if strat.needs_cv:
         if train is None:
-            raise SamplingError(f"strategy {strategy!r} works on a map of the training frames; pass --training "
-                                "TRAJ (and --top for coordinate-only files)")
+            raise SamplingError(f"strategy {strategy!r} works on a map of the training frames; pass --train "
+                                "TRAJ (and --train-top for coordinate-only files)")
         fit = CollectiveVariables.tica if cv == "tica" else CollectiveVariables.pca
         collective = fit(train, n_components=cv_components, **({"lagtime": tica_lag} if cv == "tica" else {}))
     seed_frames = load_trajectory(seed_structures, top=seed_top) if seed_structures is not None else None
@@ -82,7 +82,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                                 context_frames=args.context_frames, entropy_cap=args.entropy_cap)
     return explore_command(args.bundle, args.out, strategy=args.strategy, budget_frames=args.budget_frames,
                            n_walkers=args.walkers, seed=args.seed, options=parse_options(args.option),
-                           settings=settings, training=args.training, top=args.top, cv=args.cv,
+                           settings=settings, training=args.train, top=args.train_top, cv=args.cv,
                            cv_components=args.cv_components, tica_lag=args.tica_lag, proposal=args.proposal,
                            noise_rate=args.noise_rate, noise_bins=args.noise_bins,
                            seed_structures=args.seed_structures, seed_top=args.seed_top, resume=args.resume,
@@ -114,9 +114,9 @@ def add_explore_command(subparsers: Any) -> None:
     ex.add_argument("--budget-frames", type=int, required=True, help="frames kept in all (split over walkers)")
     ex.add_argument("--walkers", type=int, default=s.n_walkers, help="walkers")
     ex.add_argument("--seed", type=int, default=s.seed, help="random seed (same seed, same frames)")
-    ex.add_argument("--training", default=None, help="training trajectory: the map (PCA/TICA) strategies use")
-    ex.add_argument("--top", default=None, help="topology for --training")
-    ex.add_argument("--cv", choices=("pca", "tica"), default="pca", help="collective variables fitted on --training")
+    ex.add_argument("--train", default=None, help="training trajectory: the map (PCA/TICA) strategies use")
+    ex.add_argument("--train-top", default=None, help="topology for --train (as for mdllm analyze)")
+    ex.add_argument("--cv", choices=("pca", "tica"), default="pca", help="collective variables fitted on --train")
     ex.add_argument("--cv-components", type=int, default=2, help="components of the map")
     ex.add_argument("--tica-lag", type=int, default=10, help="TICA lag time, frames")
     ex.add_argument("--proposal", choices=("model", "token-noise"), default="model",

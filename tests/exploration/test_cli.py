@@ -24,8 +24,8 @@ def test_restart_run_with_options_and_a_json_summary(tiny_bundle, training_files
     xtc, pdb = training_files
     out = tmp_path / "run"
     rc = main(["explore", str(tiny_bundle.path), "--out", str(out), "--strategy", "restart", "--budget-frames", "12",
-               "--walkers", "3", "--option", "round_frames=2", "--option", "cell_width=0.8", "--training", str(xtc),
-               "--top", str(pdb), "--entropy-cap", "2.0", "--no-progress", "--json"])
+               "--walkers", "3", "--option", "round_frames=2", "--option", "cell_width=0.8", "--train", str(xtc),
+               "--train-top", str(pdb), "--entropy-cap", "2.0", "--no-progress", "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["strategy"] == {"name": "restart", "round_frames": 2, "cell_width": 0.8}
@@ -50,7 +50,7 @@ def test_model_free_control_runs_from_the_bundles_seed(tiny_bundle, tmp_path, ca
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--strategy", "bias"], "pass --training TRAJ"),
+    (["--strategy", "bias"], "pass --train TRAJ"),
     (["--option", "round_frames"], "is not KEY=VALUE"),
     (["--strategy", "restart", "--option", "hills=3"], "does not take these options"),
     (["--budget-frames", "1", "--walkers", "4"], "less than one frame per walker"),

@@ -89,7 +89,7 @@ print(cv.labels, "mean", cv.mean.round(3), "std", cv.std.round(3))
 # `mk.explore` returns the same ensemble type as `mk.Sampler.sample` and, with `out=`, writes the
 # same folder (plus `exploration.json`: every restart and the candidates drawn), so `mk.analyze`,
 # the viewers and `mdllm analyze` take it unchanged. The command line is
-# `mdllm explore BUNDLE --strategy restart --budget-frames 200 --walkers 8 --training train.xtc --top ca.pdb --out DIR`.
+# `mdllm explore BUNDLE --strategy restart --budget-frames 200 --walkers 8 --train train.xtc --train-top ca.pdb --out DIR`.
 #
 # A callback scores each step's frames as they arrive with `mk.analysis.discovery_scores`.
 

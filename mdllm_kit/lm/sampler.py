@@ -71,7 +71,12 @@ def _bf16_copy(model: Any) -> Any:
     if dtypes == {torch.bfloat16} or not all(d.is_floating_point for d in dtypes) or \
             getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         return model
-    return copy.deepcopy(model).to(torch.bfloat16).eval()
+    # hook handles kept as attributes (e.g. transformers' enable_input_require_grads, set for gradient
+    # checkpointing) cannot be deep-copied (torch: "cannot create weak reference to 'NoneType'"); the inference
+    # copy needs none of them, so they are copied as None
+    memo: dict[int, Any] = {id(v): None for m in model.modules() for v in vars(m).values()
+                            if isinstance(v, torch.utils.hooks.RemovableHandle)}
+    return copy.deepcopy(model, memo).to(torch.bfloat16).eval()
 
 
 def _cache_of(output: Any) -> Any:

@@ -247,3 +247,22 @@ def test_entropy_cap_in_sampling_is_deterministic_and_tighter(trained_bundle):
     assert (capped.tokens == greedy.tokens).mean() > (free.tokens == greedy.tokens).mean()
     with pytest.raises(mk.errors.ModelError, match="entropy_cap must be > 0"):
         mk.SamplingSettings(entropy_cap=0.0)
+
+
+def test_bf16_sampling_of_a_model_with_hook_handles(trained_bundle):
+    """Hook handles left on a model by training are not copied into the bf16 inference copy.
+
+    (Deep-copying them failed for a LoRA model trained with gradient checkpointing in ``bench_lm.py gpu --tiny``:
+    "cannot create weak reference to 'NoneType' object".)
+    """
+    import copy
+
+    bundle = copy.deepcopy(trained_bundle)
+    bundle.model.enable_input_require_grads()  # stores a RemovableHandle on the model, as gradient checkpointing does
+    sampler = Sampler(bundle, precision="bf16")
+    ens = sampler.sample(n_frames=2, n_walkers=2, seed=0)
+    assert ens.tokens.shape[:2] == (2, 2)
+    if sampler._compute_model is not None:  # the bf16 copy of the lean decoder's prefill
+        assert next(sampler._compute_model.parameters()).dtype == torch.bfloat16
+        assert sampler._compute_model._require_grads_hook is None
+        assert bundle.model._require_grads_hook is not None

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ordinal-init", type=int, choices=(0, 1), default=None,
                         help="ModelSettings.ordinal_embedding_init")
     parser.add_argument("--walkers", type=int, default=8)
+    parser.add_argument("--entropy-cap", type=float, default=None, help="SamplingSettings.entropy_cap of the rollout")
     parser.add_argument("--frames", type=int, default=25, help="rollout frames per walker (0: no rollout)")
     parser.add_argument("--eval-windows", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ensemble = traj[: len(tokens) - n_val][:: max(1, (len(tokens) - n_val) // ENSEMBLE_FRAMES)]
     settings = SamplingSettings(n_frames=args.frames, n_walkers=args.walkers, temperature=1.0, top_k=100, top_p=0.95,
-                                seed=args.seed)
+                                seed=args.seed, entropy_cap=args.entropy_cap)
     t0 = time.perf_counter()
     ens = mk.Sampler(bundle).sample(settings)
     sample_s = time.perf_counter() - t0

@@ -349,8 +349,11 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
         restarts.extend(new)
         for r in new:
             parents[r.step, r.walker] = (r.source_step, r.source_walker)
-        ctx = np.stack([_context(steps_tokens, seed_tok, parents, parents[i, w, 0], parents[i, w, 1], context)
-                        for w in range(k)])
+        contexts = [_context(steps_tokens, seed_tok, parents, parents[i, w, 0], parents[i, w, 1], context)
+                    for w in range(k)]
+        # a lineage that reaches a seed shorter than the context is shorter: the batch takes the common length
+        common = min(len(c) for c in contexts)
+        ctx = np.stack([c[len(c) - common:] for c in contexts])
         batch = np.repeat(ctx, m, axis=0)  # row w * m + j: candidate j of walker w
         cand, cand_ll = proposal.propose(batch, i)
         cand = np.asarray(cand, dtype=np.int64)

@@ -93,6 +93,17 @@ def test_a_restarted_walker_continues_from_its_source_frames_context(ca_tokenize
     np.testing.assert_array_equal(proposal.contexts[4][1][-1], tokens[1, 3])
 
 
+def test_restart_into_a_short_seed_uses_the_common_context_length(ca_tokenizer, ca_traj):
+    """One seed frame, context 3: a walker restarted from step 0 has a 2-frame lineage, the others 3."""
+    register_strategy(EveryOtherStepFromWalkerZero)
+    proposal = RecordingProposal(ca_tokenizer, rate=0.3, seed=1, context_frames=3)
+    ens = mk.explore(None, "test-every-other", budget_frames=9, n_walkers=3, seed=0, proposal=proposal,
+                     seed_frames=ca_traj[:1])
+    assert ens.n_frames == 3
+    assert proposal.contexts[1].shape[1] == 2 and proposal.contexts[2].shape[1] == 2  # common length at step 2
+    np.testing.assert_array_equal(proposal.contexts[2][2][-1], ens.tokens[0, 0])  # walker 2 restarted from (0, 0)
+
+
 def test_lineage_walks_back_through_restarts_into_the_seed():
     parents = np.empty((4, 2, 2), dtype=np.int64)
     parents[:, :, 0] = np.arange(4)[:, None] - 1

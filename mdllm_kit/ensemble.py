@@ -273,6 +273,8 @@ class RunWriter:
     def __init__(self, directory: Path, tokenizer: Any) -> None:
         self.directory = directory
         self.tokenizer = tokenizer
+        #: After :meth:`resume`: the saved frames decoded (frame-major), from which it rebuilt ``trajectory.xtc``.
+        self.frames: md.Trajectory | None = None
 
     def exists(self) -> bool:
         """Whether the folder holds a sampling run; a folder holding anything else is refused."""
@@ -339,9 +341,10 @@ class RunWriter:
         if not (self.directory / "topology.pdb").is_file():
             self._write_topology(seed_saved)
         # trajectory.xtc is derived from tokens.npz: rebuild it so it matches exactly (a crash may have cut it)
+        self.frames = self._decode(tokens) if tokens.shape[1] else None
         with atomic_path(self.directory / "trajectory.xtc") as tmp:
-            if tokens.shape[1]:
-                self._decode(tokens).save_xtc(str(tmp))
+            if self.frames is not None:
+                self.frames.save_xtc(str(tmp))
             else:
                 tmp.write_bytes(b"")
         params_new = dict(params)

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..analysis.validity import frame_validity
 from ..atomic import atomic_write_json
+from ..contracts import check_frame_tokens
 from ..errors import SamplingError
 from .cv import CollectiveVariables
 from .proposals import ModelProposal, Proposal
@@ -236,7 +237,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     from ..lm.bundle import ModelBundle, load_bundle
     from ..lm.config import SamplingSettings
     from ..ensemble import GeneratedEnsemble, RunWriter
-    from ..lm.sampler import Sampler
+    from ..lm.sampler import Sampler, seed_context
 
     strat = make_strategy(strategy, **strategy_options)
     if n_walkers < 1:
@@ -274,11 +275,9 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     else:
         if seed_frames is None:
             raise SamplingError("a proposal without a model bundle needs seed_frames (structures or tokens)")
-        seed_tok = np.asarray(tokenizer.encode(seed_frames) if isinstance(seed_frames, md.Trajectory)
-                              else seed_frames, dtype=np.int64)
-        if seed_tok.ndim == 2:
-            seed_tok = np.broadcast_to(seed_tok, (s.n_walkers, *seed_tok.shape))
-        seed_tok = np.ascontiguousarray(seed_tok[:, -context:])
+        seed_tok = seed_context(seed_frames, tokenizer, s.n_walkers, context, check=lambda t: check_frame_tokens(
+            t, tokenizer.valid_token_ranges(), kinds=tokenizer.position_kinds(), one_frame_ok=False,
+            error=SamplingError))
     k, L = s.n_walkers, int(tokenizer.tokens_per_frame)
     m = int(strat.candidates)
     description = {"strategy": strat.to_dict(), "proposal": proposal.to_dict(), "candidates": m,
@@ -295,20 +294,22 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     tokens = np.empty((k, 0, L), dtype=np.int64)
     loglik = np.empty((k, 0))
     restarts: list[Restart] = []
+    counts = {"frames_drawn": 0, "invalid_drawn": 0, "invalid_chosen": 0}
     writer = RunWriter(Path(out), tokenizer) if out is not None else None
     if writer is not None:
         if writer.exists():
             if not resume:
                 raise SamplingError(f"{out} already holds a run; pass resume=True (--resume) to continue it, or choose "
                                     "a new folder")
-            old = read_exploration(out)
+            old_record = read_exploration(out)
             for key in ("strategy", "proposal", "candidates", "cv"):
-                if old.get(key) != description[key]:
-                    raise SamplingError(f"--resume with another {key} ({old.get(key)!r} in the run, "
+                if old_record.get(key) != description[key]:
+                    raise SamplingError(f"--resume with another {key} ({old_record.get(key)!r} in the run, "
                                         f"{description[key]!r} now) for {out}; continue it with the same settings, "
                                         "or explore into a new folder")
             seed_tok, tokens, loglik = writer.resume(params, seed_tok)
-            restarts = [Restart(**r) for r in old["restarts"] if r["step"] < tokens.shape[1]]
+            restarts = [Restart(**r) for r in old_record["restarts"] if r["step"] < tokens.shape[1]]
+            counts.update({key: int(old_record.get(key, 0)) for key in counts})
         else:
             writer.start(params, seed_tok)
     elif resume:
@@ -319,11 +320,8 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     steps_ll = [loglik[:, i] for i in range(done)]
     archive = Archive(k, n_cv)
     strat.reset(k, n_cv)
-    counts = {"frames_drawn": done * k * m, "invalid_drawn": 0, "invalid_chosen": 0}
     if done:
-        old = read_exploration(out)
-        counts.update({key: int(old.get(key, 0)) for key in counts})
-        frames = tokenizer.decode(np.concatenate(steps_tokens))  # step-major = frame-major
+        frames = writer.frames  # the saved frames, decoded once by the resume (it rebuilt trajectory.xtc from them)
         values = cv(frames) if cv is not None else np.empty((frames.n_frames, 0))
         valid = frame_validity(frames)
         for i in range(done):

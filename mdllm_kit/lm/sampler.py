@@ -60,7 +60,7 @@ from .config import SamplingSettings
 from .fastdecode import StaticDecoder
 from .precision import resolve_precision
 
-__all__ = ["Sampler", "capped_temperature", "sample_from_logits"]
+__all__ = ["Sampler", "capped_temperature", "sample_from_logits", "seed_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +182,41 @@ def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature:
     return (choice if index is None else index.gather(-1, choice)).squeeze(-1)
 
 
+def seed_context(seed_frames: Any, tokenizer: Any, n_walkers: int, context: int, *, default: Any = None,
+                 check: Callable[[np.ndarray], Any] | None = None) -> np.ndarray:
+    """Starting context of every walker from structures or tokens, shape (n_walkers, <= context, L).
+
+    Parameters
+    ----------
+    seed_frames : mdtraj.Trajectory or numpy.ndarray or None
+        Structures (encoded with ``tokenizer``) or tokens, shape ``(n, L)``
+        shared by all walkers or ``(n_walkers, n, L)``; the last ``context``
+        frames are used. ``None``: ``default``.
+    tokenizer : FrameTokenizer
+    n_walkers, context : int
+    default : numpy.ndarray, optional
+        Tokens used when ``seed_frames`` is ``None`` (a bundle's last training window).
+    check : callable, optional
+        Validates the tokens, shape ``(n, L)`` (raises on ids outside a position's range).
+    """
+    if seed_frames is None:
+        if default is None:
+            raise SamplingError("the bundle holds no seed frames; pass seed_frames (structures or tokens)")
+        seed = default
+    elif isinstance(seed_frames, md.Trajectory):
+        seed = tokenizer.encode(seed_frames)
+    else:
+        seed = np.asarray(seed_frames)
+    seed = np.asarray(seed, dtype=np.int64)
+    if seed.ndim == 2:
+        seed = np.broadcast_to(seed, (n_walkers, *seed.shape))
+    if seed.ndim != 3 or seed.shape[0] != n_walkers or seed.shape[1] < 1:
+        raise SamplingError(f"seed tokens must have shape (n_frames, L) or (n_walkers, n_frames, L); got {seed.shape}")
+    if check is not None:
+        check(seed.reshape(-1, seed.shape[-1]))
+    return np.ascontiguousarray(seed[:, -context:])
+
+
 class Sampler:
     """Generate trajectories from a :class:`~mdllm_kit.lm.bundle.ModelBundle`.
 
@@ -233,27 +268,13 @@ class Sampler:
 
     # ------------------------------------------------------------------ helpers
     def seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
-        """Starting context of every walker, shape (n_walkers, <= context, L).
+        """Starting context of every walker, shape (n_walkers, <= context, L) (:func:`seed_context`).
 
         ``seed_frames`` as in :meth:`sample` (``None``: the bundle's last
-        training window; structures are encoded; tokens of shape ``(n, L)``
-        are shared by all walkers).
+        training window).
         """
-        if seed_frames is None:
-            if self.bundle.seed_tokens is None:
-                raise SamplingError("the bundle holds no seed frames; pass seed_frames (structures or tokens)")
-            seed = self.bundle.seed_tokens
-        elif isinstance(seed_frames, md.Trajectory):
-            seed = self.bundle.tokenizer.encode(seed_frames)
-        else:
-            seed = np.asarray(seed_frames)
-        seed = np.asarray(seed, dtype=np.int64)
-        if seed.ndim == 2:
-            seed = np.broadcast_to(seed, (n_walkers, *seed.shape))
-        if seed.ndim != 3 or seed.shape[0] != n_walkers or seed.shape[1] < 1:
-            raise SamplingError(f"seed tokens must have shape (n_frames, L) or (n_walkers, n_frames, L); got {seed.shape}")
-        self.codec.check_tokens(seed.reshape(-1, seed.shape[-1]))
-        return np.ascontiguousarray(seed[:, -context:])
+        return seed_context(seed_frames, self.bundle.tokenizer, n_walkers, context, default=self.bundle.seed_tokens,
+                            check=self.codec.check_tokens)
 
     def _context_ids(self, history: np.ndarray) -> torch.Tensor:
         """LM ids ``<bos> frames...`` of shape (K, 1 + c (L + 1)) from tokens (K, c, L)."""

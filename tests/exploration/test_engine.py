@@ -167,3 +167,11 @@ def test_bad_requests_are_one_line_errors(tiny_bundle, ca_traj, tmp_path):
     with pytest.raises(SamplingError, match="--resume with another strategy"):
         mk.explore(tiny_bundle, "restart", budget_frames=8, n_walkers=2, out=out, resume=True, training=ca_traj)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_seed_tokens_of_a_model_free_run_are_checked(ca_tokenizer, ca_traj):
+    bad = ca_tokenizer.encode(ca_traj[:1]).copy()
+    bad[0, 0] = 10**6
+    with pytest.raises(SamplingError):
+        mk.explore(None, "rollout", budget_frames=2, n_walkers=2, proposal=TokenNoiseProposal(ca_tokenizer),
+                   seed_frames=bad)

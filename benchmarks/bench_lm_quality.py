@@ -58,6 +58,7 @@ from bench_lm import machine  # noqa: E402
 CLOSED_THRESHOLDS_A = (2.0, 3.0, 4.0)
 #: training frames (evenly spaced) searched for each generated frame's nearest neighbour
 ENSEMBLE_FRAMES = 480
+DECODE_TIMING_FRAMES = 200  # model-sampled frames decoded again, timed, for the decode-time target
 
 
 def ensemble_rmsd_A(frames, ensemble) -> np.ndarray:
@@ -86,7 +87,11 @@ def structure_stats(traj, refs, ensemble) -> dict:
     valid = mk.validity_report(traj)
     out["validity"] = {k: float(valid[k]) for k in ("frames_without_ca_break", "frames_without_ca_clash",
                                                      "ca_valid_fraction")}
-    out["rmsf_pearson_r_vs_training"] = float(mk.analysis.rmsf_correlation(traj, ensemble)["pearson_r"])
+    rmsf = mk.analysis.rmsf_correlation(traj, ensemble)
+    out["rmsf_pearson_r_vs_training"] = float(rmsf["pearson_r"])
+    out["rmsf_A"] = {"mean_generated": rmsf["mean_rmsf_generated_A"], "mean_training": rmsf["mean_rmsf_reference_A"],
+                     "generated": [round(10.0 * v, 3) for v in rmsf["rmsf_generated_nm"]],
+                     "training": [round(10.0 * v, 3) for v in rmsf["rmsf_reference_nm"]]}
     return out, rmsd["closed"], nearest
 
 
@@ -251,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     stats["rmsd_to_training_ensemble_A_median_by_frame"] = [
         float(v) for v in np.median(nearest_A.reshape(ens.n_frames, k), axis=1)]
     stats["seconds"] = sample_s
+    sample = ens.tokens.reshape(-1, ens.tokens.shape[-1])[:DECODE_TIMING_FRAMES]
+    t0 = time.perf_counter()
+    bundle.tokenizer.decode(sample, threads=1)
+    stats["decode_ms_per_frame_1_thread"] = 1000.0 * (time.perf_counter() - t0) / len(sample)
     stats["settings"] = settings.to_dict()
     stats["mean_log_likelihood_per_frame"] = float(ens.log_likelihood.mean())
     result["rollout"] = stats

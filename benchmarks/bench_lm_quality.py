@@ -53,6 +53,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_lm import machine  # noqa: E402
+from mdllm_kit.lm.cli import entropy_cap_arg  # noqa: E402
 
 #: closed-crystal RMSD thresholds (Angstrom) whose fractions are reported
 CLOSED_THRESHOLDS_A = (2.0, 3.0, 4.0)
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ordinal-init", type=int, choices=(0, 1), default=None,
                         help="ModelSettings.ordinal_embedding_init")
     parser.add_argument("--walkers", type=int, default=8)
-    parser.add_argument("--entropy-cap", type=float, default=None, help="SamplingSettings.entropy_cap of the rollout")
+    parser.add_argument("--entropy-cap", type=entropy_cap_arg, default=None,
+                        help="SamplingSettings.entropy_cap of the rollout (default off, as in the recorded runs)")
     parser.add_argument("--frames", type=int, default=25, help="rollout frames per walker (0: no rollout)")
     parser.add_argument("--eval-windows", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")

@@ -287,6 +287,11 @@ def training_stage(config: DemoConfig, data: StageResult, tok: StageResult, out:
     return StageResult("training", metrics, section, extras={"bundle": bundle})
 
 
+def _frames_text(value: float | None) -> str:
+    """A timescale in frames (``None``: undefined, e.g. an infinite one written to JSON)."""
+    return "undefined" if value is None else f"{value:.1f} frames"
+
+
 def _cap_text(entropy_cap: float | None) -> str:
     return "no entropy cap" if entropy_cap is None else f"entropy cap {entropy_cap:g} nats per token"
 
@@ -405,8 +410,8 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
         f"({ensemble.n_frames} frames), so their Markov model "
         + ("could not be estimated (" + comp["msm"]["generated"]["error"] + ")"
            if "error" in comp["msm"]["generated"] else
-           f"has a slowest timescale of {comp['msm']['generated']['timescales_frames'][0]:.1f} frames")
-        + (f" against {comp['msm']['reference']['timescales_frames'][0]:.1f} frames for the ground truth."
+           f"has a slowest timescale of {_frames_text(comp['msm']['generated']['timescales_frames'][0])}")
+        + (f" against {_frames_text(comp['msm']['reference']['timescales_frames'][0])} for the ground truth."
            if "timescales_frames" in comp["msm"]["reference"] else ".")
     )
     table = {

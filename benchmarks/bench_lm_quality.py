@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--intermediate", type=int, default=None)
     parser.add_argument("--heads", type=int, default=None)
+    parser.add_argument("--kv-heads", type=int, default=None, help="ModelSettings.num_kv_heads")
     parser.add_argument("--no-frame-embeddings", action="store_true", help="plain Mistral (the earlier default)")
     parser.add_argument("--no-previous", action="store_true", help="no previous-frame embedding")
     parser.add_argument("--tie-previous", type=int, choices=(0, 1), default=None,
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     tok = mk.StructureTokenizer().fit(traj)
     tokens = tok.encode(traj)
     model_changes = {k: v for k, v in {"hidden_size": args.hidden, "num_layers": args.layers,
-                                        "intermediate_size": args.intermediate, "num_heads": args.heads}.items()
+                                        "intermediate_size": args.intermediate, "num_heads": args.heads,
+                                        "num_kv_heads": args.kv_heads}.items()
                      if v is not None}
     if args.tie_previous is not None:
         model_changes["tie_previous_frame_embedding"] = bool(args.tie_previous)
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.base_model is not None:
         model_changes["base_model"] = args.base_model
     if "base_model" in model_changes:  # the shape comes from the base model
-        for key in ("hidden_size", "num_layers", "intermediate_size", "num_heads"):
+        for key in ("hidden_size", "num_layers", "intermediate_size", "num_heads", "num_kv_heads"):
             model_changes.pop(key, None)
     ms = ModelSettings().replace(**model_changes)
     train_changes = {k: v for k, v in {"max_steps": args.steps, "window_frames": args.window,

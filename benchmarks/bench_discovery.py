@@ -48,6 +48,7 @@ from bench_lm import machine  # noqa: E402
 import mdllm_kit as mk  # noqa: E402
 from mdllm_kit.analysis import NM_TO_A, discovery_scores, rmsd_to_references  # noqa: E402
 from mdllm_kit.exploration import CollectiveVariables, TokenNoiseProposal  # noqa: E402
+from mdllm_kit.lm.cli import entropy_cap_arg  # noqa: E402
 
 #: direction -> (training run, unseen crystal)
 DIRECTIONS = {"closed-to-open": ("closed_train", "open"), "open-to-closed": ("open_train", "closed")}
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", default="rollout,restart,bias")
     ap.add_argument("--restart-round", type=int, default=10, help="restart: steps per round")
     ap.add_argument("--bias-candidates", type=int, default=4, help="bias: candidates per walker and step")
-    ap.add_argument("--entropy-cap", type=float, default=None, help="entropy control of the model's sampling (nats)")
+    ap.add_argument("--entropy-cap", type=entropy_cap_arg, default=None,
+                    help="entropy control of the model's sampling (nats; default off, as in the recorded runs)")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the model")
     ap.add_argument("--noise-rate", type=float, default=0.05, help="control: probability that a token moves")
     ap.add_argument("--no-control", action="store_true", help="skip the model-free control runs")

@@ -53,6 +53,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_lm import machine  # noqa: E402
+from mdllm_kit.lm.cli import entropy_cap_arg  # noqa: E402
 
 #: closed-crystal RMSD thresholds (Angstrom) whose fractions are reported
 CLOSED_THRESHOLDS_A = (2.0, 3.0, 4.0)
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--intermediate", type=int, default=None)
     parser.add_argument("--heads", type=int, default=None)
+    parser.add_argument("--kv-heads", type=int, default=None, help="ModelSettings.num_kv_heads")
     parser.add_argument("--no-frame-embeddings", action="store_true", help="plain Mistral (the earlier default)")
     parser.add_argument("--no-previous", action="store_true", help="no previous-frame embedding")
     parser.add_argument("--tie-previous", type=int, choices=(0, 1), default=None,
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ordinal-init", type=int, choices=(0, 1), default=None,
                         help="ModelSettings.ordinal_embedding_init")
     parser.add_argument("--walkers", type=int, default=8)
-    parser.add_argument("--entropy-cap", type=float, default=None, help="SamplingSettings.entropy_cap of the rollout")
+    parser.add_argument("--entropy-cap", type=entropy_cap_arg, default=None,
+                        help="SamplingSettings.entropy_cap of the rollout (default off, as in the recorded runs)")
     parser.add_argument("--frames", type=int, default=25, help="rollout frames per walker (0: no rollout)")
     parser.add_argument("--eval-windows", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -186,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     tok = mk.StructureTokenizer().fit(traj)
     tokens = tok.encode(traj)
     model_changes = {k: v for k, v in {"hidden_size": args.hidden, "num_layers": args.layers,
-                                        "intermediate_size": args.intermediate, "num_heads": args.heads}.items()
+                                        "intermediate_size": args.intermediate, "num_heads": args.heads,
+                                        "num_kv_heads": args.kv_heads}.items()
                      if v is not None}
     if args.tie_previous is not None:
         model_changes["tie_previous_frame_embedding"] = bool(args.tie_previous)
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.base_model is not None:
         model_changes["base_model"] = args.base_model
     if "base_model" in model_changes:  # the shape comes from the base model
-        for key in ("hidden_size", "num_layers", "intermediate_size", "num_heads"):
+        for key in ("hidden_size", "num_layers", "intermediate_size", "num_heads", "num_kv_heads"):
             model_changes.pop(key, None)
     ms = ModelSettings().replace(**model_changes)
     train_changes = {k: v for k, v in {"max_steps": args.steps, "window_frames": args.window,

@@ -33,6 +33,12 @@ the machine's load hits both alike):
   (validity of the tokens, mean log-likelihood per frame, Calpha RMSD to the
   closed crystal).
 
+``--heads 4:1,2:1,1:1`` compares head layouts (query heads : key-value heads)
+at the default hidden size instead of fp32 against bf16: the training step of
+the first layout in fp32 and of every layout in bf16, interleaved; ``mk.train``
+of each layout in bf16; generation frames/s of each layout's bundle in bf16,
+interleaved.
+
 FLOP counts: a linear layer ``x (M, K) @ W (K, N)`` is ``2 M K N`` forward
 and twice that backward; causal attention ``4 T^2 d`` per head forward (half
 of the ``T x T`` products) and ``2.5x`` that backward; the loss and the
@@ -188,7 +194,7 @@ def profile_breakdown(fn, reps: int = 2) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- training step
-def build_step(tokens: np.ndarray, tok, batch: int = 4):
+def build_step(tokens: np.ndarray, tok, batch: int = 4, model_settings=None):
     from mdllm_kit.lm.codec import FrameCodec
     from mdllm_kit.lm.config import ModelSettings, TrainSettings
     from mdllm_kit.lm.model import prepare_model
@@ -197,7 +203,7 @@ def build_step(tokens: np.ndarray, tok, batch: int = 4):
     codec = FrameCodec.for_tokenizer(tok)
     seq = codec.sequence_length(s.window_frames + 1)
     torch.manual_seed(0)
-    model, codec = prepare_model(tok, ModelSettings(), max_positions=seq)
+    model, codec = prepare_model(tok, model_settings or ModelSettings(), max_positions=seq)
     model.train()
     model.config.use_cache = False
     starts = np.linspace(0, len(tokens) - s.window_frames - 2, batch).astype(int)
@@ -214,6 +220,63 @@ def build_step(tokens: np.ndarray, tok, batch: int = 4):
         return float(loss)
 
     return model, step, batch * seq, training_flops_per_step(model, batch, seq)
+
+
+def layout_settings(name: str):
+    """``ModelSettings()`` with the head layout ``"H:KV"`` (query heads : key-value heads), same hidden size."""
+    from mdllm_kit.lm.config import ModelSettings
+
+    heads, kv = (int(x) for x in name.split(":"))
+    return ModelSettings(num_heads=heads, num_kv_heads=kv)
+
+
+def layout_key(name: str, precision: str) -> str:
+    """Result key and bundle folder of one layout's ``mk.train`` run, e.g. ``h4kv1_bf16``."""
+    return "h{}kv{}_{}".format(*name.split(":"), precision)
+
+
+def bench_step_layouts(tokens: np.ndarray, tok, reps: int, peak: dict, layouts: list[str]) -> dict:
+    """Training steps of several head layouts (``--heads``), interleaved step by step.
+
+    Arms: the first layout in fp32 (the reference, "today") and every layout
+    in bf16; each bf16 arm is also profiled.
+    """
+    built = {name: build_step(tokens, tok, model_settings=layout_settings(name)) for name in layouts}
+    arms = [(layouts[0], "fp32")] + [(name, "bf16") for name in layouts]
+    out: dict = {"arms": [f"{n} {p}" for n, p in arms], "layouts": {}}
+    for name in layouts:
+        model, _, n_tokens, flops = built[name]
+        out["layouts"][name] = {"tokens_per_step": n_tokens, "model_gflop_per_step": flops / 1e9,
+                                "parameters": sum(p.numel() for p in model.parameters()),
+                                "head_dim": model.config.hidden_size // model.config.num_attention_heads}
+    for name in layouts:
+        prof = profile_breakdown(lambda name=name: built[name][1]("bf16"))
+        out["layouts"][name]["profile_bf16"] = prof
+        print(f"  step profile {name} bf16: " + json.dumps({k: round(v, 1) for k, v in prof["ms"].items()}),
+              flush=True)
+    times: dict[tuple, list[float]] = {arm: [] for arm in arms}
+    for _ in range(reps):
+        for arm in arms:
+            t0 = time.perf_counter()
+            built[arm[0]][1](arm[1])
+            times[arm].append(time.perf_counter() - t0)
+    ref = float(np.median(times[arms[0]]))
+    ref_bf16 = float(np.median(times[(layouts[0], "bf16")]))
+    for name, p in arms:
+        _, _, n_tokens, flops = built[name]
+        sec = float(np.median(times[(name, p)]))
+        out["layouts"][name][p] = {"step_s_median": sec, "step_s_all": times[(name, p)],
+                                   "tokens_per_s": n_tokens / sec, "model_gflops": flops / sec / 1e9,
+                                   "fraction_of_bf16_peak": flops / sec / 1e9 / peak["bf16"],
+                                   "speedup_vs_first_fp32": ref / sec, "speedup_vs_first_bf16": ref_bf16 / sec,
+                                   "step_s_min": min(times[(name, p)]),
+                                   # ratio within each round of the interleaving, median over rounds (robust
+                                   # to load that changes between rounds)
+                                   "speedup_vs_first_bf16_round_median": float(np.median(
+                                       np.array(times[(layouts[0], "bf16")]) / np.array(times[(name, p)])))}
+        print(f"  step {name} {p}: " + json.dumps({k: v for k, v in out['layouts'][name][p].items()
+                                                   if k != 'step_s_all'}), flush=True)
+    return out
 
 
 def bench_step(tokens: np.ndarray, tok, reps: int, peak: dict) -> dict:
@@ -241,16 +304,25 @@ def bench_step(tokens: np.ndarray, tok, reps: int, peak: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- training runs
-def bench_train(traj, tok, tokens, steps: int, keep: Path | None, peak: dict) -> tuple[dict, dict]:
+def bench_train(traj, tok, tokens, steps: int, keep: Path | None, peak: dict,
+                layouts: list[str] | None = None) -> tuple[dict, dict]:
+    """``mk.train`` in bf16 and fp32 (keys and bundle folders ``bf16``, ``fp32``); with ``layouts``
+    (``--heads``): each layout in bf16 (keys and folders ``h4kv1_bf16``, ...; the fp32 reference is the
+    step part's)."""
     import mdllm_kit as mk
     from mdllm_kit.lm.config import TrainSettings
 
     out, bundles = {}, {}
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench_throughput_"))
-    for p in ("bf16", "fp32"):
-        ts = TrainSettings(max_steps=steps, eval_steps=10 ** 6, save_steps=10 ** 6, precision=p)  # final eval only
+    if layouts:
+        runs = [(layout_key(n, "bf16"), layout_settings(n), "bf16") for n in layouts]
+    else:
+        runs = [(p, None, p) for p in ("bf16", "fp32")]
+    for p, model_settings, precision in runs:
+        ts = TrainSettings(max_steps=steps, eval_steps=10 ** 6, save_steps=10 ** 6,  # final eval only
+                           precision=precision)
         t0 = time.perf_counter()
-        bundle = mk.train(tokens, tok, root / p, settings=ts, progress=False, device="cpu")
+        bundle = mk.train(tokens, tok, root / p, model_settings, settings=ts, progress=False, device="cpu")
         wall = time.perf_counter() - t0
         m = bundle.metrics
         final = m["final_eval"]
@@ -269,6 +341,51 @@ def bench_train(traj, tok, tokens, steps: int, keep: Path | None, peak: dict) ->
 
 
 # ---------------------------------------------------------------------------------------------- sampling
+def bench_generation_arms(samplers: dict, tokens_val: np.ndarray, walkers: tuple[int, ...], frames: int,
+                          peak: dict) -> dict:
+    """Generation frames/s of several samplers (e.g. bundles of different head layouts), interleaved frame
+    by frame at each walker count, from the same context; one decode step of each profiled."""
+    from mdllm_kit.lm.config import SamplingSettings
+
+    out: dict = {"walkers": {}}
+    for k in walkers:
+        row: dict = {}
+        hists = {}
+        settings = SamplingSettings(n_walkers=k, seed=0)
+        for name, smp in samplers.items():
+            c, ctx = smp.codec, smp.bundle.window_frames
+            hists[name] = np.broadcast_to(tokens_val[:ctx], (k, ctx, c.tokens_per_frame)).copy()
+            smp.generate_frame(hists[name], settings, 0)  # warm-up, builds the decoder
+        for name, smp in samplers.items():
+            row[f"profile_{name}"] = profile_decode_step(smp, hists[name], settings)
+            print(f"  decode step profile {k} walkers {name}: prefill {row[f'profile_{name}']['prefill_ms']:.1f} "
+                  "ms, step " + json.dumps({kk: round(v, 3) for kk, v in row[f'profile_{name}']['ms'].items()}),
+                  flush=True)
+        times: dict[str, list[float]] = {name: [] for name in samplers}
+        for i in range(frames):
+            for name, smp in samplers.items():
+                t0 = time.perf_counter()
+                frame, _ = smp.generate_frame(hists[name], settings, i + 1)
+                times[name].append(time.perf_counter() - t0)
+                smp.codec.check_tokens(frame)
+                hists[name] = np.concatenate([hists[name], frame[:, None]], axis=1)[:, -smp.bundle.window_frames:]
+        first = next(iter(samplers))
+        for name, smp in samplers.items():
+            c = smp.codec
+            sec = float(np.sum(times[name]))
+            row[name] = {"frames_per_s": k * frames / sec, "tokens_per_s": k * frames * c.tokens_per_frame / sec,
+                         "ms_per_decode_step": sec / frames / c.tokens_per_frame * 1e3, "frame_s_all": times[name],
+                         "precision": smp.precision}
+            row[name]["fraction_of_bf16_peak"] = decode_flops(smp.bundle.model, k, smp.bundle.window_frames, c) \
+                * row[name]["frames_per_s"] / k / 1e9 / peak["bf16"]
+        for name in samplers:
+            row[name]["speedup_vs_first"] = row[name]["frames_per_s"] / row[first]["frames_per_s"]
+        out["walkers"][k] = row
+        print(f"  sample {k} walkers: " + json.dumps({n: {kk: v for kk, v in row[n].items() if kk != "frame_s_all"}
+                                                      for n in samplers}), flush=True)
+    return out
+
+
 def bench_sample(bundle, tokens_val: np.ndarray, walkers: tuple[int, ...], frames: int, peak: dict,
                  rollout_walkers: int, rollout_frames: int) -> dict:
     import mdllm_kit as mk
@@ -386,7 +503,14 @@ def main(argv=None) -> int:
     parser.add_argument("--walkers", default="16,64")
     parser.add_argument("--rollout-walkers", type=int, default=8)
     parser.add_argument("--rollout-frames", type=int, default=10)
-    parser.add_argument("--keep", default=None, help="keep the trained bundles here (DIR/fp32, DIR/bf16)")
+    parser.add_argument("--heads", default=None,
+                        help="compare head layouts at the default hidden size, e.g. 4:1,2:1,1:1 (query heads : "
+                             "key-value heads; the first is the reference): step = the first in fp32 and all in "
+                             "bf16, interleaved; train = mk.train of each in bf16; sample "
+                             "= generation frames/s of each layout's bf16-trained bundle, bf16 sampling, "
+                             "interleaved (no rollouts: see bench_lm_quality.py --heads/--kv-heads)")
+    parser.add_argument("--keep", default=None, help="keep the trained bundles here (DIR/fp32, DIR/bf16; with "
+                                                     "--heads DIR/h4kv1_bf16, ...)")
     parser.add_argument("--bundles", default=None,
                         help="sample part only: reuse the bundles kept by an earlier --keep DIR run (no training)")
     parser.add_argument("--out", default=None, help="JSON results")
@@ -410,16 +534,26 @@ def main(argv=None) -> int:
     result["peak"] = bench_peak(rows, ms.hidden_size, ms.intermediate_size, codec.lm_vocab_size)
     peak = result["peak"]["peak_gflops"]
     print("peak", peak, flush=True)
+    layouts = args.heads.split(",") if args.heads else None
     if "step" in parts:
-        result["step"] = bench_step(tokens, tok, args.step_reps, peak)
+        result["step"] = (bench_step_layouts(tokens, tok, args.step_reps, peak, layouts) if layouts
+                          else bench_step(tokens, tok, args.step_reps, peak))
     n_val = int(round(len(tokens) * TrainSettings().val_fraction))
     if args.bundles:
         import mdllm_kit as mk
 
-        bundles = {p: mk.load_bundle(Path(args.bundles) / p, device="cpu") for p in PRECISIONS}
+        names = [layout_key(n, "bf16") for n in layouts] if layouts else PRECISIONS
+        bundles = {p: mk.load_bundle(Path(args.bundles) / p, device="cpu") for p in names}
     elif "train" in parts or "sample" in parts:
-        result["train"], bundles = bench_train(traj, tok, tokens, args.train_steps, args.keep, peak)
-    if "sample" in parts:
+        result["train"], bundles = bench_train(traj, tok, tokens, args.train_steps, args.keep, peak, layouts)
+    if "sample" in parts and layouts:
+        import mdllm_kit as mk
+
+        walkers = tuple(int(w) for w in args.walkers.split(","))
+        samplers = {n: mk.Sampler(bundles[layout_key(n, "bf16")], precision="bf16") for n in layouts}
+        result["sample"] = bench_generation_arms(samplers, tokens[len(tokens) - n_val:], walkers,
+                                                 args.sample_frames, peak)
+    elif "sample" in parts:
         walkers = tuple(int(w) for w in args.walkers.split(","))
         result["sample"] = bench_sample(bundles["fp32"], tokens[len(tokens) - n_val:], walkers, args.sample_frames,
                                         peak, args.rollout_walkers, args.rollout_frames)

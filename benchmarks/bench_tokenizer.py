@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_tokenizer.py            # shipped AdK CG data if present, else dev data
     python benchmarks/bench_tokenizer.py --data dev --json out.json
+    python benchmarks/bench_tokenizer.py --backbone-traj /tmp/adk_aa --noise-frames 50   # backbone mode
 
 Data
     ``shipped``: fit on the first 80 % of ``load_adk_cg("closed_train")``;
@@ -24,6 +25,13 @@ Methods
     ``chain_only`` (in the sampler-noise table): the quantised bond angles
     and dihedrals rebuilt by plain chain building (NeRF) from mean bond
     lengths, no anchors used: the transparent baseline.
+
+Backbone mode (``--backbone-traj DIR``)
+    The same sampler-like noise probe on N, CA, C, O frames of the short
+    all-atom OpenMM runs of ``scripts/make_adk_allatom.py`` (fit in backbone
+    mode on the first half of the closed run; probe the held-out second half
+    and the open run), plus one decode with two torch threads and a decode
+    of uniformly random tokens. Only this runs with the option.
 
 Sampler-like noise
     True anchor tokens; every angle and dihedral token moved by a rounded
@@ -174,19 +182,55 @@ def chain_only(tok: StructureTokenizer, tokens: np.ndarray) -> np.ndarray:
     return build_chain(tok._tensors["bond_mean"].expand(len(t), -1), ang, dih).numpy().astype(np.float32)
 
 
+#: Heavy-atom pairs closer than this (nm) count as a backbone clash in the backbone probe (a bench-only
+#: criterion: ``mk.validity_report`` checks Calpha clashes and C-N breaks only). Real N-H...O hydrogen
+#: bonds put N and O 2.8-3.0 A apart.
+BACKBONE_CLASH_NM = 0.25
+
+
+def backbone_min_distance(traj: md.Trajectory) -> np.ndarray:
+    """Smallest distance (nm) per frame between N, CA, C, O atoms of residues at least two apart."""
+    res = np.array([a.residue.index for a in traj.topology.atoms])
+    i, j = np.triu_indices(traj.n_atoms, k=1)
+    keep = np.abs(res[i] - res[j]) >= 2
+    return md.compute_distances(traj, np.stack([i[keep], j[keep]], 1), periodic=False).min(1)
+
+
 def sampler_noise(tok: StructureTokenizer, traj: md.Trajectory, seed: int, baseline: bool) -> dict[str, dict]:
-    """RMSD, validity and decode time under sampler-like local-token noise with true anchors."""
+    """RMSD, validity and decode time under sampler-like local-token noise with true anchors.
+
+    In backbone mode ``rmsd_*`` is over N, CA, C, O (``traj`` reduced to them)
+    and ``ca_rmsd_*`` over the Calpha atoms; ``cn_ok`` is the share of
+    frames without a peptide-bond (C-N) break, ``real_cn_ok`` that of the
+    real frames.
+    """
     tokens = tok.encode(traj)
-    real_valid = mk.validity_report(traj)["ca_valid_fraction"]
+    backbone = tok.mode == "backbone"
+    ref = tok.reduce(traj) if backbone else traj
+    ca = ref.topology.select("name CA")
+    real = mk.validity_report(ref)
+    real_min = backbone_min_distance(ref) if backbone else None
     out = {}
     for bins in (0, 2, 4, 8):
         noisy = tok.jitter(tokens, bins, seed + bins) if bins else tokens
         t0 = time.perf_counter()
         dec = tok.decode(noisy)
         ms = 1000 * (time.perf_counter() - t0) / len(noisy)
-        r = rmsd_per_frame(dec.xyz, traj.xyz)
+        r = rmsd_per_frame(dec.xyz, ref.xyz)
+        rep = mk.validity_report(dec)
         out[str(bins)] = {"rmsd_mean": float(r.mean()), "rmsd_max": float(r.max()), "ms_per_frame": ms,
-                          "valid": float(mk.validity_report(dec)["ca_valid_fraction"]), "real_valid": float(real_valid)}
+                          "valid": float(rep["ca_valid_fraction"]), "real_valid": float(real["ca_valid_fraction"])}
+        if backbone:
+            rc = rmsd_per_frame(dec.xyz[:, ca], ref.xyz[:, ca])
+            out[str(bins)].update(ca_rmsd_mean=float(rc.mean()), ca_rmsd_max=float(rc.max()),
+                                  cn_ok=float(rep["frames_without_cn_break"]),
+                                  real_cn_ok=float(real["frames_without_cn_break"]),
+                                  cn_bond_A=rep["cn_bond_length_A"], real_cn_bond_A=real["cn_bond_length_A"],
+                                  ca_bond_A=rep["ca_bond_length_A"], real_ca_bond_A=real["ca_bond_length_A"])
+            dmin = backbone_min_distance(dec)
+            out[str(bins)].update(bb_clash_free=float(np.mean(dmin >= BACKBONE_CLASH_NM)),
+                                  real_bb_clash_free=float(np.mean(real_min >= BACKBONE_CLASH_NM)),
+                                  bb_min_distance_A=float(10 * dmin.min()), real_bb_min_distance_A=float(10 * real_min.min()))
         if baseline:
             rb = rmsd_per_frame(chain_only(tok, noisy), traj.xyz)
             out[str(bins)]["chain_only_rmsd_mean"] = float(rb.mean())
@@ -205,6 +249,71 @@ def backbone_refs() -> dict[str, float]:
     return out
 
 
+def load_backbone_runs(folder: str | Path, fit_fraction: float = 0.5) -> dict[str, md.Trajectory]:
+    """The all-atom AdK runs of ``scripts/make_adk_allatom.py``: fit / held-out closed / unseen open frames."""
+    folder = Path(folder)
+    top = md.load_pdb(str(folder / "adk_aa_backbone.pdb")).topology
+    closed = md.load_xtc(str(folder / "adk_aa_closed.xtc"), top=top)
+    opened = md.load_xtc(str(folder / "adk_aa_open.xtc"), top=top)
+    cut = int(round(fit_fraction * closed.n_frames))
+    return {"fit": closed[:cut], "closed_heldout": closed[cut:], "open": opened,
+            "source": f"all-atom runs in {folder}: closed[:{cut}] fit, closed[{cut}:] held out "
+                      f"({closed.n_frames - cut} frames), open run unseen ({opened.n_frames} frames)"}
+
+
+def backbone_runs(folder: str | Path, noise_frames: int, seed: int, random_frames: int = 5, **config) -> dict:
+    """Backbone mode on all-atom MD frames: the sampler-noise probe, clean round trip, threads, random tokens.
+
+    ``config``: tokenizer settings other than the defaults (e.g. ``plane_bins``).
+    """
+    data = load_backbone_runs(folder)
+    t0 = time.perf_counter()
+    tok = StructureTokenizer(atoms="backbone", device="cpu", **config).fit(data["fit"])
+    out: dict = {"data": data["source"], "config": config, "fit_s": time.perf_counter() - t0,
+                 "tokens_per_frame": tok.tokens_per_frame,
+                 "vocab_size": tok.vocab_size, "sampler_noise": {}}
+    for state in ("closed_heldout", "open"):
+        t = data[state]
+        sub = t[np.linspace(0, t.n_frames - 1, min(noise_frames, t.n_frames)).astype(int)]
+        out["sampler_noise"][state] = sampler_noise(tok, sub, seed, baseline=False)
+    # two torch threads (the issue: a 349-residue backbone protein hung in MKL's DLASWP with 2 threads)
+    sub = data["open"][: min(10, data["open"].n_frames)]
+    noisy = tok.jitter(tok.encode(sub), 4, seed + 4)
+    t0 = time.perf_counter()
+    dec2 = tok.decode(noisy, threads=2)
+    ms2 = 1000 * (time.perf_counter() - t0) / len(noisy)
+    same = float(np.abs(dec2.xyz - tok.decode(noisy).xyz).max())
+    out["two_threads"] = {"frames": len(noisy), "ms_per_frame": ms2, "finite": bool(np.isfinite(dec2.xyz).all()),
+                          "max_abs_diff_vs_one_thread_nm": same}
+    # uniformly random valid tokens: bounded time, finite coordinates
+    rng = np.random.default_rng(seed)
+    lohi = tok.valid_token_ranges()
+    rand = rng.integers(lohi[:, 0], lohi[:, 1], size=(random_frames, len(lohi)))
+    t0 = time.perf_counter()
+    dec = tok.decode(rand)
+    out["random_tokens"] = {"frames": random_frames, "ms_per_frame": 1000 * (time.perf_counter() - t0) / random_frames,
+                            "finite": bool(np.isfinite(dec.xyz).all())}
+    return out
+
+
+def print_backbone(res: dict) -> None:
+    print(f"backbone mode: {res['data']}; tokenizer settings {res['config'] or 'default'}, "
+          f"{res['tokens_per_frame']} tokens/frame, vocab {res['vocab_size']}")
+    print("| state | noise (bins) | backbone RMSD mean / max (A) | Calpha RMSD mean / max (A) | valid frames (real) "
+          f"| no C-N break (real) | no heavy-atom pair < {10 * BACKBONE_CLASH_NM:g} A (real) | closest pair (real), A "
+          "| ms/frame |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for state, rows in res["sampler_noise"].items():
+        for bins, v in rows.items():
+            print(f"| {state} | {bins} | {v['rmsd_mean']:.2f} / {v['rmsd_max']:.2f} | {v['ca_rmsd_mean']:.2f} / "
+                  f"{v['ca_rmsd_max']:.2f} | {100 * v['valid']:.1f}% ({100 * v['real_valid']:.1f}%) | "
+                  f"{100 * v['cn_ok']:.1f}% ({100 * v['real_cn_ok']:.1f}%) | "
+                  f"{100 * v['bb_clash_free']:.1f}% ({100 * v['real_bb_clash_free']:.1f}%) | "
+                  f"{v['bb_min_distance_A']:.2f} ({v['real_bb_min_distance_A']:.2f}) | {v['ms_per_frame']:.0f} |")
+    print(f"two torch threads: {json.dumps(res['two_threads'])}")
+    print(f"random tokens: {json.dumps(res['random_tokens'])}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", choices=("auto", "shipped", "dev"), default="auto")
@@ -213,8 +322,28 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
     ap.add_argument("--json", default=None, help="write all results to this JSON file")
+    ap.add_argument("--backbone-traj", default=None, metavar="DIR",
+                    help="instead of the Calpha benchmark: backbone mode on the all-atom runs that "
+                         "scripts/make_adk_allatom.py wrote to DIR (fit on the first half of the closed run; "
+                         "--noise-frames frames of the held-out closed half and of the open run)")
+    ap.add_argument("--plane-bins", type=int, default=None,
+                    help="with --backbone-traj: peptide-plane bins of the tokenizer (default: TokenizerConfig's)")
+    ap.add_argument("--backbone-angle-bins", type=int, default=None,
+                    help="with --backbone-traj: bond-angle bins of the tokenizer (default: TokenizerConfig's, 128, "
+                         "twice as wide as the 256 Calpha-mode bins)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.backbone_traj:
+        extra = {k: v for k, v in (("plane_bins", args.plane_bins), ("backbone_angle_bins", args.backbone_angle_bins))
+                 if v is not None}
+        res = backbone_runs(args.backbone_traj, args.noise_frames, args.noise_seed, **extra)
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), platform.processor())
+        res["machine"] = f"{cpu}, {torch.get_num_threads()} torch threads"
+        print_backbone(res)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+        return
     if args.data == "shipped" or (args.data == "auto" and (Path(mk.__file__).parent / "data/adk/adk_cg_closed_train.xtc").exists()):
         data = shipped_data()
     else:

@@ -23,6 +23,7 @@ from .analysis import NM_TO_A, STATE_REACHED_NM, rmsd_to_references  # STATE_REA
 from .atomic import atomic_write_json
 from .bonds import CA_BOND_OK_NM
 from .contracts import frame_major_labels
+from .lm.config import DEFAULT_ENTROPY_CAP
 from .subsample import evenly_spaced_indices
 from .report import ReportSection, write_report
 from .viz import rmsd_pair_map, rmsd_timeline
@@ -68,6 +69,7 @@ class DemoConfig:
     temperature: float = 1.0
     top_k: int = 100
     top_p: float = 0.95
+    entropy_cap: float | None = DEFAULT_ENTROPY_CAP
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -88,6 +90,7 @@ class DemoConfig:
             "n_frames": min(self.n_frames, 3) if self.quick else self.n_frames,
             "n_walkers": min(self.n_walkers, 2) if self.quick else self.n_walkers,
             "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed,
+            "entropy_cap": self.entropy_cap,
         }
 
     @property
@@ -284,6 +287,15 @@ def training_stage(config: DemoConfig, data: StageResult, tok: StageResult, out:
     return StageResult("training", metrics, section, extras={"bundle": bundle})
 
 
+def _frames_text(value: float | None) -> str:
+    """A timescale in frames (``None``: undefined, e.g. an infinite one written to JSON)."""
+    return "undefined" if value is None else f"{value:.1f} frames"
+
+
+def _cap_text(entropy_cap: float | None) -> str:
+    return "no entropy cap" if entropy_cap is None else f"entropy cap {entropy_cap:g} nats per token"
+
+
 def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trained: StageResult,
                    out: Path) -> StageResult:
     """Roll out new trajectories from the end of the training data; measure where they go."""
@@ -317,7 +329,8 @@ def sampling_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
     section = ReportSection(
         title="Sampling",
         text=(f"{params['n_walkers']} walkers generated {params['n_frames']} frames each (temperature "
-              f"{params['temperature']}, top-k {params['top_k']}, top-p {params['top_p']}), starting from "
+              f"{params['temperature']}, top-k {params['top_k']}, top-p {params['top_p']}, "
+              f"{_cap_text(params.get('entropy_cap'))}), starting from "
               "the last training window.\n\n" + verdict),
         table={"frames generated": metrics["frames_generated"],
                "min RMSD to open (A)": metrics["min_rmsd_A"]["open"],
@@ -397,8 +410,8 @@ def analysis_stage(config: DemoConfig, data: StageResult, tok: StageResult, trai
         f"({ensemble.n_frames} frames), so their Markov model "
         + ("could not be estimated (" + comp["msm"]["generated"]["error"] + ")"
            if "error" in comp["msm"]["generated"] else
-           f"has a slowest timescale of {comp['msm']['generated']['timescales_frames'][0]:.1f} frames")
-        + (f" against {comp['msm']['reference']['timescales_frames'][0]:.1f} frames for the ground truth."
+           f"has a slowest timescale of {_frames_text(comp['msm']['generated']['timescales_frames'][0])}")
+        + (f" against {_frames_text(comp['msm']['reference']['timescales_frames'][0])} for the ground truth."
            if "timescales_frames" in comp["msm"]["reference"] else ".")
     )
     table = {

@@ -92,6 +92,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 
 def add_explore_command(subparsers: Any) -> None:
     """Register ``explore`` on an ``argparse`` sub-parser collection."""
+    from ..lm.cli import ENTROPY_CAP_HELP, entropy_cap_arg
     from ..lm.config import SamplingSettings
     from ..lm.precision import PRECISIONS
     from .strategy import strategy_names
@@ -126,8 +127,7 @@ def add_explore_command(subparsers: Any) -> None:
     ex.add_argument("--temperature", type=float, default=s.temperature, help="softmax temperature")
     ex.add_argument("--top-k", type=int, default=s.top_k, help="top-k truncation (0: off)")
     ex.add_argument("--top-p", type=float, default=s.top_p, help="nucleus truncation (1: off)")
-    ex.add_argument("--entropy-cap", type=float, default=None,
-                    help="entropy control: no token drawn from a distribution above this entropy (nats)")
+    ex.add_argument("--entropy-cap", type=entropy_cap_arg, default=s.entropy_cap, help=ENTROPY_CAP_HELP)
     ex.add_argument("--context-frames", type=int, default=None, help="context frames (default: training window)")
     ex.add_argument("--seed-structures", default=None, help="starting structures (default: last training window)")
     ex.add_argument("--seed-top", default=None, help="topology for --seed-structures")

@@ -9,8 +9,9 @@ through :class:`~mdllm_kit.ensemble.RunWriter`), plus
 ``exploration.json``
     the strategy, the proposal, the collective variables, every restart
     (``{"step", "walker", "source_step", "source_walker"}``), the candidates
-    drawn and how many of them were physically invalid. It is written before
-    the tokens at every flush, so it always covers every saved frame.
+    drawn and how many of them were physically invalid (totals and
+    ``counts_by_step``). It is written before the tokens at every flush, so it
+    always covers every saved frame; a resume keeps the steps the tokens hold.
 
 Frame ``i`` of walker ``k`` in the folder is the frame chosen for walker
 ``k`` at step ``i`` (frame-major, as for sampling). A walker's frames form
@@ -295,6 +296,9 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     loglik = np.empty((k, 0))
     restarts: list[Restart] = []
     counts = {"frames_drawn": 0, "invalid_drawn": 0, "invalid_chosen": 0}
+    # one [frames_drawn, invalid_drawn, invalid_chosen] per step: exploration.json is written before tokens.npz, so a
+    # resume after a crash between the two takes only the steps tokens.npz holds (the totals alone would over-count)
+    step_counts: list[list[int]] = []
     writer = RunWriter(Path(out), tokenizer) if out is not None else None
     if writer is not None:
         if writer.exists():
@@ -309,7 +313,12 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
                                         "or explore into a new folder")
             seed_tok, tokens, loglik = writer.resume(params, seed_tok)
             restarts = [Restart(**r) for r in old_record["restarts"] if r["step"] < tokens.shape[1]]
-            counts.update({key: int(old_record.get(key, 0)) for key in counts})
+            if "counts_by_step" in old_record:
+                step_counts = [list(map(int, c)) for c in old_record["counts_by_step"][:tokens.shape[1]]]
+                counts.update(zip(counts, map(int, np.sum(step_counts, axis=0, dtype=np.int64)))
+                              if step_counts else ((key, 0) for key in counts))
+            else:  # a record written before per-step counts existed
+                counts.update({key: int(old_record.get(key, 0)) for key in counts})
         else:
             writer.start(params, seed_tok)
     elif resume:
@@ -330,7 +339,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
 
     def record() -> dict[str, Any]:
         return {**description, "budget_frames": int(budget_frames), "n_walkers": k, "steps_done": len(steps_tokens),
-                **counts, "restarts": [r.to_dict() for r in restarts]}
+                **counts, "restarts": [r.to_dict() for r in restarts], "counts_by_step": step_counts}
 
     parents = _parents(n_steps, k, restarts)
     pending: list[md.Trajectory] = []
@@ -370,9 +379,9 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
         chosen = decoded[rows]
         steps_tokens.append(cand[rows])
         steps_ll.append(np.asarray(cand_ll, dtype=np.float64)[rows])
-        counts["frames_drawn"] += k * m
-        counts["invalid_drawn"] += int((~valid).sum())
-        counts["invalid_chosen"] += int((~valid[rows]).sum())
+        step_counts.append([k * m, int((~valid).sum()), int((~valid[rows]).sum())])
+        for key, value in zip(counts, step_counts[-1]):
+            counts[key] += value
         archive.add(values[rows], valid[rows])
         strat.observe(i, archive)
         pending.append(chosen)

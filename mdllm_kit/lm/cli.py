@@ -14,9 +14,27 @@ from typing import Any
 
 from .. import contracts
 
-__all__ = ["add_lm_commands", "export_command", "load_tokenizer", "sample_command", "train_command"]
+__all__ = ["add_lm_commands", "entropy_cap_arg", "export_command", "load_tokenizer", "sample_command",
+           "train_command"]
 
 logger = logging.getLogger(__name__)
+
+ENTROPY_CAP_HELP = ("entropy control: no token drawn from a distribution above this entropy, nats per token "
+                    "('off': sample at the temperature alone, as in the MD-LLM paper)")
+_OFF = ("off", "none", "0")
+
+
+def entropy_cap_arg(text: str) -> float | None:
+    """``--entropy-cap`` value: a positive number of nats, or ``off`` (``None``)."""
+    if text.strip().lower() in _OFF:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of nats or 'off'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the cap must be > 0 nats, or 'off'")
+    return value
 
 
 def load_tokenizer(directory: str | Path) -> Any:
@@ -182,8 +200,7 @@ def add_lm_commands(subparsers: Any) -> None:
     sa.add_argument("--top-k", type=int, default=s.top_k, help="top-k truncation (0: off)")
     sa.add_argument("--top-p", type=float, default=s.top_p, help="nucleus truncation (1: off)")
     sa.add_argument("--context-frames", type=int, default=None, help="context frames (default: training window)")
-    sa.add_argument("--entropy-cap", type=float, default=None,
-                    help="entropy control: no token drawn from a distribution above this entropy (nats)")
+    sa.add_argument("--entropy-cap", type=entropy_cap_arg, default=s.entropy_cap, help=ENTROPY_CAP_HELP)
     sa.add_argument("--flush-every", type=int, default=s.flush_every, help="frames between writes to OUT")
     sa.add_argument("--seed-structures", default=None,
                     help="starting structures (default: the last window of the training data)")

@@ -168,7 +168,10 @@ def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature:
     x = logits.float().masked_fill(~allowed, float("-inf"))
     if temperature == 0:
         return x.argmax(-1)
-    x = x / (temperature if entropy_cap is None else capped_temperature(x, temperature, entropy_cap))
+    if entropy_cap is not None:  # on the allowed tokens alone when every row has the same (3x fewer; same result)
+        x = x / capped_temperature(x if allowed.dim() == 2 else x[:, allowed], temperature, entropy_cap)
+    else:
+        x = x / temperature
     index = None
     if top_k and top_k < x.shape[-1]:
         x, index = torch.topk(x, top_k, dim=-1)  # sorted, so top-p below needs no full sort

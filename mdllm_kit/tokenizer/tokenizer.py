@@ -569,7 +569,10 @@ class StructureTokenizer:
 
         Each ``angle`` and ``dihedral`` position is moved by a rounded Gaussian
         of ``bins`` codes (periodic kinds wrap, others are clipped at the ends
-        of their range); anchors and every other kind stay as they are.
+        of their range); anchors and every other kind stay as they are. In
+        backbone mode the bond angle is the angle part of the joint
+        ``angle_plane`` code: that part moves by ``bins`` angle bins (clipped)
+        and the peptide-plane part stays, like the ``plane`` token.
 
         Parameters
         ----------
@@ -585,8 +588,21 @@ class StructureTokenizer:
         tokens = self.check_tokens(tokens)
         if not bins >= 0:
             raise TokenizerError(f"bins must be >= 0, got {bins}")
-        return jitter_frame_tokens(tokens, self.valid_token_ranges(), self.position_kinds(), self.periodic_kinds,
-                                   bins, np.random.default_rng(seed), moved_kinds=JITTER_KINDS)
+        ranges, kinds = self.valid_token_ranges(), self.position_kinds()
+        if self.mode != "backbone":
+            return jitter_frame_tokens(tokens, ranges, kinds, self.periodic_kinds, bins,
+                                       np.random.default_rng(seed), moved_kinds=JITTER_KINDS)
+        # move the angle part of each joint angle/plane code as an "angle" token of backbone_angle_bins codes
+        pos, lo, nb = self._layout()["angle_plane"], self.kind_ranges()["angle_plane"][0], self.config.plane_bins
+        joint = tokens[:, pos] - lo
+        view = tokens.copy()
+        view[:, pos] = joint // nb
+        ranges[pos] = (0, self.config.backbone_angle_bins)
+        kinds = ["angle" if k == "angle_plane" else k for k in kinds]
+        out = jitter_frame_tokens(view, ranges, kinds, self.periodic_kinds, bins, np.random.default_rng(seed),
+                                  moved_kinds=JITTER_KINDS)
+        out[:, pos] = lo + out[:, pos] * nb + joint % nb
+        return out
 
     def perturb(self, tokens: np.ndarray, fraction: float, how: str = "neighbour", seed: int = 0) -> np.ndarray:
         """Tokens with a fraction of positions moved to another valid code (noise benchmark).

@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 MAX_FRAMES = 1000
 MAX_WALKERS = 32
 MAX_TEMPERATURE = 2.0
+#: Upper end of the entropy-cap slider, nats per token (about log 256: above it a cap no longer acts); 0 is off.
+MAX_ENTROPY_CAP = 5.5
 #: Start values of the frames and walkers sliders when no settings are given (a run of about a minute on a CPU).
 DEFAULT_FRAMES = 20
 DEFAULT_WALKERS = 4
@@ -107,7 +109,8 @@ class SamplingExplorer:
         Exploration strategy (:func:`mdllm_kit.exploration.strategy_names`;
         ``restart`` and ``bias`` need ``training`` for their map and keep
         frames that are not Boltzmann-weighted).
-    temperature, top_p : ipywidgets.FloatSlider
+    temperature, top_p, entropy_cap : ipywidgets.FloatSlider
+        ``entropy_cap`` 0 is off (``SamplingSettings.entropy_cap=None``).
     top_k, n_frames, n_walkers : ipywidgets.IntSlider
     seed : ipywidgets.IntText
     generate_button, stop_button : ipywidgets.Button
@@ -178,6 +181,9 @@ class SamplingExplorer:
         self.top_k = w.IntSlider(value=s.top_k, min=0, max=max(int(bundle.codec.n_structure_tokens), s.top_k),
                                  description="top-k", style=style)
         self.top_p = w.FloatSlider(value=s.top_p, min=0.01, max=1.0, step=0.01, description="top-p", style=style)
+        self.entropy_cap = w.FloatSlider(value=s.entropy_cap or 0.0, min=0.0,
+                                         max=max(MAX_ENTROPY_CAP, s.entropy_cap or 0.0), step=0.1,
+                                         description="entropy cap", style=style)
         self.n_frames = w.IntSlider(value=s.n_frames, min=1, max=max(MAX_FRAMES, s.n_frames), description="frames",
                                     style=style)
         self.n_walkers = w.IntSlider(value=s.n_walkers, min=1, max=max(MAX_WALKERS, s.n_walkers),
@@ -188,8 +194,8 @@ class SamplingExplorer:
         self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=s.n_frames, description="frames", style=style)
         self.status = w.HTML("Set the sliders and press Generate.")
-        self._controls = [self.temperature, self.top_k, self.top_p, self.n_frames, self.n_walkers, self.seed,
-                          self.strategy]
+        self._controls = [self.temperature, self.top_k, self.top_p, self.entropy_cap, self.n_frames, self.n_walkers,
+                          self.seed, self.strategy]
         self.generate_button.on_click(self._on_generate)
         self.stop_button.on_click(self._on_stop)
 
@@ -229,7 +235,7 @@ class SamplingExplorer:
         self._follow_newest = True  # the view follows the newest frame until a click during the run
         self._closed = False
         self.widget = w.VBox([
-            w.HBox([w.VBox(self._controls[:3]), w.VBox(self._controls[3:6]), w.VBox(self._controls[6:])]),
+            w.HBox([w.VBox(self._controls[:4]), w.VBox(self._controls[4:7]), w.VBox(self._controls[7:])]),
             w.HBox([self.generate_button, self.stop_button, self.progress]),
             self.status,
             w.HBox([self.figure, self.view], layout=w.Layout(flex_flow="row wrap", align_items="center")),
@@ -275,6 +281,7 @@ class SamplingExplorer:
         """The sampling settings the controls show (other fields from ``settings``)."""
         return self.base_settings.replace(
             temperature=float(self.temperature.value), top_k=int(self.top_k.value), top_p=float(self.top_p.value),
+            entropy_cap=float(self.entropy_cap.value) or None,
             n_frames=int(self.n_frames.value), n_walkers=int(self.n_walkers.value), seed=int(self.seed.value))
 
     @property

@@ -138,6 +138,23 @@ def test_same_seed_same_frames_other_seed_other_frames(ca_tokenizer, ca_traj):
     assert not np.array_equal(run(0), run(1))
 
 
+def test_a_crash_between_record_and_tokens_does_not_over_count(ca_tokenizer, ca_traj, tmp_path):
+    def run(out, **kw):
+        proposal = TokenNoiseProposal(ca_tokenizer, rate=0.3, seed=0)
+        return mk.explore(None, "bias", budget_frames=15, n_walkers=3, seed=0, proposal=proposal,
+                          seed_frames=ca_traj[:1], training=ca_traj, n_candidates=2, out=out, flush_every=1, **kw)
+
+    full = run(tmp_path / "full").params["exploration"]
+    part = tmp_path / "part"
+    run(part, callback=lambda step: step.step < 2)  # 3 steps saved
+    # the crash window: exploration.json of a later flush was written, its tokens.npz was not
+    (part / "exploration.json").write_text(json.dumps(full))
+    resumed = run(part, resume=True).params["exploration"]
+    for key in ("frames_drawn", "invalid_drawn", "invalid_chosen", "counts_by_step"):
+        assert resumed[key] == full[key], key
+    assert resumed["frames_drawn"] == sum(c[0] for c in full["counts_by_step"]) == 5 * 3 * 2
+
+
 def test_bias_draws_candidates_and_counts_them(ca_tokenizer, ca_traj, tmp_path):
     proposal = TokenNoiseProposal(ca_tokenizer, rate=0.2, seed=0)
     ens = mk.explore(None, "bias", budget_frames=9, n_walkers=3, seed=0, proposal=proposal, seed_frames=ca_traj[:1],

@@ -6,6 +6,7 @@ import pytest
 
 from mdllm_kit.contracts import FrameTokenizer
 from mdllm_kit.lm import cli as lm_cli
+from mdllm_kit.lm.config import SamplingSettings
 from mdllm_kit.ensemble import GeneratedEnsemble
 from toy_tokenizer import ToyTokenizer
 
@@ -50,3 +51,15 @@ def test_train_then_sample(tmp_path, toy_traj, toy_tok, monkeypatch, capsys):
     assert ens.trajectory.n_frames == 6
     assert "trajectory.xtc" in capsys.readouterr().out
     assert np.isfinite(ens.log_likelihood).all()
+
+
+def test_entropy_cap_flag_defaults_to_the_settings_and_accepts_off(capsys):
+    parser = _parser()
+    assert parser.parse_args(["sample", "b", "--out", "o"]).entropy_cap == SamplingSettings().entropy_cap
+    assert parser.parse_args(["sample", "b", "--out", "o", "--entropy-cap", "off"]).entropy_cap is None
+    assert parser.parse_args(["sample", "b", "--out", "o", "--entropy-cap", "2.5"]).entropy_cap == 2.5
+    for bad in ("-1", "many"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sample", "b", "--out", "o", "--entropy-cap", bad])
+        err = capsys.readouterr().err
+        assert "--entropy-cap" in err and "'off'" in err

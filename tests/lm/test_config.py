@@ -1,7 +1,7 @@
 import pytest
 
 from mdllm_kit.errors import ModelError
-from mdllm_kit.lm.config import LoraSettings, ModelSettings, SamplingSettings, TrainSettings
+from mdllm_kit.lm.config import DEFAULT_ENTROPY_CAP, LoraSettings, ModelSettings, SamplingSettings, TrainSettings
 
 
 @pytest.mark.parametrize("obj", [
@@ -23,6 +23,12 @@ def test_paper_defaults():
     s = SamplingSettings()
     assert (s.temperature, s.top_k, s.top_p) == (1.0, 100, 0.95)
     assert ModelSettings().use_lora is False
+
+
+def test_entropy_cap_is_on_by_default_and_off_round_trips():
+    assert SamplingSettings().entropy_cap == DEFAULT_ENTROPY_CAP > 0
+    off = SamplingSettings(entropy_cap=None)
+    assert SamplingSettings.from_json(off.to_json()).entropy_cap is None
 
 
 @pytest.mark.parametrize("cls, kwargs", [

@@ -86,3 +86,62 @@ def test_bf16_prefill_and_cache_stay_close_to_fp32():
             step = dec.forward(ids[:, t:t + 1], previous_frame_ids=prev[:, t:t + 1])
             assert step.dtype == torch.float32
             torch.testing.assert_close(step, full[:, t], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("kv_heads,cache_dtype", [(1, None), (2, None), (1, torch.bfloat16)])
+def test_lean_single_token_path_matches_the_generic_one(kv_heads, cache_dtype):
+    """The lean step (fused q/k/v and gate/up, RoPE table, no module calls) gives the generic step's numbers,
+    and its fused weights follow changes of the model's parameters."""
+    from mdllm_kit.lm.frame_model import FrameMistralConfig, FrameMistralForCausalLM, previous_frame_ids
+
+    torch.manual_seed(0)
+    model = FrameMistralForCausalLM(FrameMistralConfig(
+        vocab_size=30, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=kv_heads, sliding_window=None, frame_length=5, tie_previous_frame_embedding=True,
+        pad_token_id=0)).eval()
+    ids = torch.randint(3, 30, (3, 17))
+    prev = previous_frame_ids(ids, 5, model.none_id)
+    lean = StaticDecoder(model, batch=3, max_len=20, cache_dtype=cache_dtype)
+    generic = StaticDecoder(model, batch=3, max_len=20, cache_dtype=cache_dtype)
+    generic._lean_ok = False
+    assert lean._lean_ok
+
+    def run():
+        out = []
+        for dec in (lean, generic):
+            dec.forward(ids[:, :9], reset=True)
+            out.append(torch.stack([dec.forward(ids[:, t:t + 1], previous_frame_ids=prev[:, t:t + 1])
+                                    for t in range(9, 17)]))
+        return out
+
+    a, b = run()
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    for ka, kb in zip(lean.keys, generic.keys):
+        torch.testing.assert_close(ka, kb, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():  # e.g. more training after the sampler was made: the next prefill sees it
+        model.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
+        model.model.layers[1].mlp.up_proj.weight.add_(0.1)
+    c, d = run()
+    torch.testing.assert_close(c, d, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(a, c)
+    with pytest.raises(Exception, match="previous_frame_ids"):
+        lean.forward(ids[:, 9:10])
+
+
+def test_lean_path_is_skipped_for_wrapped_linear_layers():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    model = MistralForCausalLM(MistralConfig(vocab_size=30, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                             num_attention_heads=2, num_key_value_heads=1, sliding_window=None))
+
+    class Wrapped(torch.nn.Module):  # stands for a quantised or adapter-wrapped layer
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    assert StaticDecoder(model, batch=1, max_len=8)._lean_ok
+    model.model.layers[0].self_attn.q_proj = Wrapped(model.model.layers[0].self_attn.q_proj)
+    assert not StaticDecoder(model, batch=1, max_len=8)._lean_ok

@@ -134,6 +134,24 @@ def test_noise_stays_local(ca_tok, open_ca):
     assert np.array_equal(jit, ca_tok.jitter(z, 4.0, seed=0))
 
 
+def test_backbone_jitter_moves_the_angle_part_of_the_joint_code(bb_tok, refs):
+    """In backbone mode the bond angle lives in the joint angle/plane code: jitter moves that part only."""
+    z = np.repeat(bb_tok.encode(refs["open"]), 20, axis=0)
+    jit = bb_tok.jitter(z, 4.0, seed=0)
+    bb_tok.check_tokens(jit)
+    assert np.array_equal(jit, bb_tok.jitter(z, 4.0, seed=0))
+    kinds = np.asarray(bb_tok.position_kinds())
+    kept = (kinds == "distance") | (kinds == "plane")
+    assert np.array_equal(jit[:, kept], z[:, kept])
+    assert (jit[:, kinds == "dihedral"] != z[:, kinds == "dihedral"]).mean() > 0.5
+    lo, nb = bb_tok.kind_ranges()["angle_plane"][0], bb_tok.config.plane_bins
+    joint, moved = z[:, kinds == "angle_plane"] - lo, jit[:, kinds == "angle_plane"] - lo
+    assert np.array_equal(moved % nb, joint % nb)  # the peptide-plane part stays
+    step = moved // nb - joint // nb  # angle bins; std ~4 (a few clipped at the range ends)
+    assert (step != 0).mean() > 0.5 and 3.0 < step.std() < 5.0
+    assert np.array_equal(bb_tok.jitter(z, 0.0, seed=3), z)
+
+
 def test_structure_tokenizer_implements_the_frame_tokenizer_contract(ca_tok, bb_tok):
     from mdllm_kit.contracts import FrameTokenizer
 

@@ -36,10 +36,17 @@ def test_layout_before_any_run(explorer, toy_traj):
     assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
 
 
+def test_entropy_cap_slider_starts_at_the_default_and_zero_turns_it_off(explorer):
+    assert explorer.entropy_cap.value == pytest.approx(mk.SamplingSettings().entropy_cap)
+    explorer.entropy_cap.value = 0.0
+    assert explorer.settings_from_controls().entropy_cap is None
+
+
 def test_generate_uses_the_sliders_and_fills_map_view_and_progress(explorer, toy_traj):
     explorer.temperature.value = 0.7
     explorer.top_k.value = 5
     explorer.top_p.value = 0.9
+    explorer.entropy_cap.value = 1.5
     explorer.n_frames.value = 3
     explorer.n_walkers.value = 2
     explorer.seed.value = 11
@@ -49,6 +56,7 @@ def test_generate_uses_the_sliders_and_fills_map_view_and_progress(explorer, toy
     used = ens.params["settings"]  # what the sampler ran with
     assert (used["temperature"], used["top_k"], used["top_p"], used["n_frames"], used["n_walkers"], used["seed"]) \
         == (0.7, 5, 0.9, 3, 2, 11)
+    assert used["entropy_cap"] == 1.5
     gen = _generated(explorer)
     assert [t.name for t in gen] == ["walker 0", "walker 1"]
     assert sum(len(t.x) for t in gen) == 3 * 2

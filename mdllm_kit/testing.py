@@ -28,13 +28,14 @@ import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mdtraj as md
 import numpy as np
 
 from .datasets import data_path
 
-__all__ = ["AllAtomFixture", "make_solvated_fixture", "simulate_in_vacuum", "wrap_atoms"]
+__all__ = ["AllAtomFixture", "make_solvated_fixture", "protonated_crystal", "simulate_in_vacuum", "wrap_atoms"]
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +305,34 @@ if __name__ == "__main__":  # python -m mdllm_kit.testing OUTDIR
     make_solvated_fixture(sys.argv[1] if len(sys.argv) > 1 else "allatom_fixture")
 
 
+def protonated_crystal(state: str, forcefield: Any, seed: int) -> Any:
+    """A bundled AdK crystal structure with hydrogens added for ``forcefield`` (pH 7), reproducibly.
+
+    Parameters
+    ----------
+    state : {"closed", "open"}
+        Which bundled crystal structure (``adk_closed.pdb``, 1AKE; ``adk_open.pdb``, 4AKE).
+    forcefield : openmm.app.ForceField
+    seed : int
+        Seed of OpenMM's hydrogen placement (it draws from Python's ``random``, whose state is restored).
+
+    Returns
+    -------
+    openmm.app.Modeller
+    """
+    import openmm.app as app
+
+    pdb = app.PDBFile(str(data_path("adk", f"adk_{state}.pdb")))
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    saved_state = random.getstate()
+    random.seed(seed)
+    try:
+        modeller.addHydrogens(forcefield, pH=7.0)
+    finally:
+        random.setstate(saved_state)
+    return modeller
+
+
 def simulate_in_vacuum(
     state: str = "closed",
     *,
@@ -343,15 +372,8 @@ def simulate_in_vacuum(
     import openmm.app as app
     import openmm.unit as unit
 
-    pdb = app.PDBFile(str(data_path("adk", f"adk_{state}.pdb")))
     ff = app.ForceField("amber14-all.xml")
-    modeller = app.Modeller(pdb.topology, pdb.positions)
-    saved_state = random.getstate()
-    random.seed(seed)
-    try:
-        modeller.addHydrogens(ff, pH=7.0)
-    finally:
-        random.setstate(saved_state)
+    modeller = protonated_crystal(state, ff, seed)
     system = ff.createSystem(modeller.topology, nonbondedMethod=app.CutoffNonPeriodic,
                              nonbondedCutoff=1.0 * unit.nanometer, constraints=app.HBonds)
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, 0.002 * unit.picoseconds)

@@ -59,7 +59,6 @@ import argparse
 import json
 import logging
 import platform
-import random
 import sys
 import time
 from pathlib import Path
@@ -72,6 +71,7 @@ from mdllm_kit.analysis.rmsd import rmsd_per_frame
 from mdllm_kit.analysis.validity import validity_report
 from mdllm_kit.atomic import atomic_path, atomic_write_text
 from mdllm_kit.datasets import data_path
+from mdllm_kit.testing import protonated_crystal
 
 logger = logging.getLogger("make_adk_allatom")
 
@@ -132,15 +132,8 @@ def simulate(state: str, *, seed: int, solvent: str, cutoff_nm: float | None, mi
     import openmm.unit as unit
 
     t0 = time.time()
-    pdb = app.PDBFile(str(_crystal(state)))
     ff = app.ForceField("amber14-all.xml", SOLVENTS[solvent])
-    modeller = app.Modeller(pdb.topology, pdb.positions)
-    saved = random.getstate()
-    random.seed(seed)
-    try:
-        modeller.addHydrogens(ff, pH=7.0)
-    finally:
-        random.setstate(saved)
+    modeller = protonated_crystal(state, ff, seed)
     if cutoff_nm is None:
         system = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
     else:

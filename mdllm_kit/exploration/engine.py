@@ -166,6 +166,12 @@ def _check_restarts(restarts: list[Restart], step: int, n_walkers: int, strategy
         seen.add(r.walker)
 
 
+def _tally(counts: dict[str, int], row: list[int]) -> None:
+    """Add one step's ``[frames_drawn, invalid_drawn, invalid_chosen]`` to the running totals."""
+    for key, value in zip(counts, row):
+        counts[key] += value
+
+
 def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout", *, budget_frames: int,
             n_walkers: int = 8, seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False,
             settings: Any = None, cv: CollectiveVariables | None = None, training: md.Trajectory | None = None,
@@ -315,8 +321,8 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
             restarts = [Restart(**r) for r in old_record["restarts"] if r["step"] < tokens.shape[1]]
             if "counts_by_step" in old_record:
                 step_counts = [list(map(int, c)) for c in old_record["counts_by_step"][:tokens.shape[1]]]
-                counts.update(zip(counts, map(int, np.sum(step_counts, axis=0, dtype=np.int64)))
-                              if step_counts else ((key, 0) for key in counts))
+                for row in step_counts:
+                    _tally(counts, row)
             else:  # a record written before per-step counts existed
                 counts.update({key: int(old_record.get(key, 0)) for key in counts})
         else:
@@ -380,8 +386,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
         steps_tokens.append(cand[rows])
         steps_ll.append(np.asarray(cand_ll, dtype=np.float64)[rows])
         step_counts.append([k * m, int((~valid).sum()), int((~valid[rows]).sum())])
-        for key, value in zip(counts, step_counts[-1]):
-            counts[key] += value
+        _tally(counts, step_counts[-1])
         archive.add(values[rows], valid[rows])
         strat.observe(i, archive)
         pending.append(chosen)

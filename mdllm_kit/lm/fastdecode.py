@@ -23,8 +23,8 @@ layers (the default model, a LoRA-merged one) take a leaner path
 (:meth:`StaticDecoder._step`): the q/k/v and the gate/up weights
 concatenated (one matrix product each instead of three and two), RoPE from
 a table made once (the same numbers the model's rotary embedding gives),
-q and k rotated together, the frame-position row looked up by index, and
-no module calls -- about half the operator launches of a step, where a
+q and k rotated together, and no module calls but the frame-aware
+model's own input embedding -- about half the operator launches of a step, where a
 step of the small default model is launch- and Python-bound. The
 concatenated weights are rebuilt at the next prefill if the model's
 parameters change. Other models (quantised or adapter-wrapped linear
@@ -239,17 +239,8 @@ class StaticDecoder:
         lean = self._lean
         model, b, pos = self.model, self.batch, self.length
         nh, nkv, d = self.n_heads, self.n_kv, self.head_dim
-        if is_frame_model(model):
-            cfg = model.config
-            tokens = model.get_input_embeddings()
-            x = tokens(input_ids)
-            fpos = cfg.frame_length if pos == 0 else (pos - 1) % cfg.frame_length
-            x = x + model.frame_position_embeddings.weight[fpos]
-            if model.uses_previous_frame:
-                if previous_frame_ids is None:
-                    model.embed(input_ids, torch.full((b, 1), pos), None)  # raises the model's own error
-                table = model.previous_frame_embeddings if model.previous_frame_embeddings is not None else tokens
-                x = x + table(previous_frame_ids)
+        if is_frame_model(model):  # the model's own frame-position and previous-frame rule
+            x = model.embed(input_ids, torch.full((1, 1), pos, device=input_ids.device), previous_frame_ids)
         else:
             x = self.base.embed_tokens(input_ids)
         cos, ssin = lean["cos"][pos], lean["signed_sin"][pos]

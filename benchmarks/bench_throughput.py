@@ -33,6 +33,13 @@ the machine's load hits both alike):
   (validity of the tokens, mean log-likelihood per frame, Calpha RMSD to the
   closed crystal).
 
+``--processes N`` compares walker-parallel sampling instead (sample part):
+generation frames/s of fp32 in one process (the reference: the arithmetic
+and layout of the time before issue #14), bf16 in one process and bf16 in
+``N`` processes (:class:`~mdllm_kit.lm.walker_pool.WalkerPool`), interleaved
+frame by frame, with and without the entropy cap (``--entropy-caps``).
+The ``--threads`` setting is the torch threads of each process.
+
 ``--heads 4:1,2:1,1:1`` compares head layouts (query heads : key-value heads)
 at the default hidden size instead of fp32 against bf16: the training step of
 the first layout in fp32 and of every layout in bf16, interleaved; ``mk.train``
@@ -342,9 +349,10 @@ def bench_train(traj, tok, tokens, steps: int, keep: Path | None, peak: dict,
 
 # ---------------------------------------------------------------------------------------------- sampling
 def bench_generation_arms(samplers: dict, tokens_val: np.ndarray, walkers: tuple[int, ...], frames: int,
-                          peak: dict) -> dict:
+                          peak: dict, entropy_cap: float | None | str = "default") -> dict:
     """Generation frames/s of several samplers (e.g. bundles of different head layouts), interleaved frame
-    by frame at each walker count, from the same context; one decode step of each profiled."""
+    by frame at each walker count, from the same context; one decode step of each one-process sampler profiled.
+    ``entropy_cap``: of the sampling settings ("default": ``SamplingSettings``'s)."""
     from mdllm_kit.lm.config import SamplingSettings
 
     out: dict = {"walkers": {}}
@@ -352,11 +360,16 @@ def bench_generation_arms(samplers: dict, tokens_val: np.ndarray, walkers: tuple
         row: dict = {}
         hists = {}
         settings = SamplingSettings(n_walkers=k, seed=0)
+        if entropy_cap != "default":
+            settings = settings.replace(entropy_cap=entropy_cap)
+        out["entropy_cap"] = settings.entropy_cap
         for name, smp in samplers.items():
             c, ctx = smp.codec, smp.bundle.window_frames
             hists[name] = np.broadcast_to(tokens_val[:ctx], (k, ctx, c.tokens_per_frame)).copy()
-            smp.generate_frame(hists[name], settings, 0)  # warm-up, builds the decoder
+            smp.generate_frame(hists[name], settings, 0)  # warm-up, builds the decoder (and forks the workers)
         for name, smp in samplers.items():
+            if smp.processes_for(k) > 1:
+                continue
             row[f"profile_{name}"] = profile_decode_step(smp, hists[name], settings)
             print(f"  decode step profile {k} walkers {name}: prefill {row[f'profile_{name}']['prefill_ms']:.1f} "
                   "ms, step " + json.dumps({kk: round(v, 3) for kk, v in row[f'profile_{name}']['ms'].items()}),
@@ -375,9 +388,10 @@ def bench_generation_arms(samplers: dict, tokens_val: np.ndarray, walkers: tuple
             sec = float(np.sum(times[name]))
             row[name] = {"frames_per_s": k * frames / sec, "tokens_per_s": k * frames * c.tokens_per_frame / sec,
                          "ms_per_decode_step": sec / frames / c.tokens_per_frame * 1e3, "frame_s_all": times[name],
-                         "precision": smp.precision}
+                         "precision": smp.precision, "processes": smp.processes_for(k)}
+            # of the peak of the cores used: one core's peak (measured) times the processes (one core each)
             row[name]["fraction_of_bf16_peak"] = decode_flops(smp.bundle.model, k, smp.bundle.window_frames, c) \
-                * row[name]["frames_per_s"] / k / 1e9 / peak["bf16"]
+                * row[name]["frames_per_s"] / k / 1e9 / (peak["bf16"] * smp.processes_for(k))
         for name in samplers:
             row[name]["speedup_vs_first"] = row[name]["frames_per_s"] / row[first]["frames_per_s"]
         out["walkers"][k] = row
@@ -392,7 +406,7 @@ def bench_sample(bundle, tokens_val: np.ndarray, walkers: tuple[int, ...], frame
     from mdllm_kit.lm.config import SamplingSettings
     from mdllm_kit.lm.evaluate import next_frame_quality
 
-    samplers = {p: mk.Sampler(bundle, precision=p) for p in PRECISIONS}
+    samplers = {p: mk.Sampler(bundle, precision=p, processes=1) for p in PRECISIONS}
     c = bundle.codec
     ctx = bundle.window_frames
     out: dict = {"walkers": {}}
@@ -512,7 +526,13 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", default=None, help="keep the trained bundles here (DIR/fp32, DIR/bf16; with "
                                                      "--heads DIR/h4kv1_bf16, ...)")
     parser.add_argument("--bundles", default=None,
-                        help="sample part only: reuse the bundles kept by an earlier --keep DIR run (no training)")
+                        help="sample part only: reuse the bundles kept by an earlier --keep DIR run (no training); "
+                             "with --processes also one bundle folder")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="sample part: compare walker-parallel sampling instead: arms fp32 in one process "
+                             "(the reference), bf16 in one process and bf16 in this many processes, interleaved, "
+                             "for every --entropy-caps value")
+    parser.add_argument("--entropy-caps", default="off,2.0", help="with --processes: entropy caps to run ('off': none)")
     parser.add_argument("--out", default=None, help="JSON results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -543,16 +563,32 @@ def main(argv=None) -> int:
         import mdllm_kit as mk
 
         names = [layout_key(n, "bf16") for n in layouts] if layouts else PRECISIONS
-        bundles = {p: mk.load_bundle(Path(args.bundles) / p, device="cpu") for p in names}
+        if args.processes and (Path(args.bundles) / "bundle.json").is_file():  # one bundle (any precision)
+            bundles = {"fp32": mk.load_bundle(args.bundles, device="cpu")}
+        else:
+            bundles = {p: mk.load_bundle(Path(args.bundles) / p, device="cpu") for p in names}
     elif "train" in parts or "sample" in parts:
         result["train"], bundles = bench_train(traj, tok, tokens, args.train_steps, args.keep, peak, layouts)
     if "sample" in parts and layouts:
         import mdllm_kit as mk
 
         walkers = tuple(int(w) for w in args.walkers.split(","))
-        samplers = {n: mk.Sampler(bundles[layout_key(n, "bf16")], precision="bf16") for n in layouts}
+        samplers = {n: mk.Sampler(bundles[layout_key(n, "bf16")], precision="bf16", processes=1) for n in layouts}
         result["sample"] = bench_generation_arms(samplers, tokens[len(tokens) - n_val:], walkers,
                                                  args.sample_frames, peak)
+    elif "sample" in parts and args.processes:
+        import mdllm_kit as mk
+
+        walkers = tuple(int(w) for w in args.walkers.split(","))
+        bundle = bundles["fp32"]
+        samplers = {"fp32 x1": mk.Sampler(bundle, precision="fp32", processes=1),
+                    "bf16 x1": mk.Sampler(bundle, precision="bf16", processes=1),
+                    f"bf16 x{args.processes}": mk.Sampler(bundle, precision="bf16", processes=args.processes)}
+        result["sample"] = {}
+        for cap in args.entropy_caps.split(","):
+            value = None if cap == "off" else float(cap)
+            result["sample"][cap] = bench_generation_arms(samplers, tokens[len(tokens) - n_val:], walkers,
+                                                          args.sample_frames, peak, entropy_cap=value)
     elif "sample" in parts:
         walkers = tuple(int(w) for w in args.walkers.split(","))
         result["sample"] = bench_sample(bundles["fp32"], tokens[len(tokens) - n_val:], walkers, args.sample_frames,

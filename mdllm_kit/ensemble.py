@@ -332,6 +332,11 @@ class RunWriter:
             logger.warning("the run in %s was sampled in %s, this continuation runs in %s: its frames will not be "
                            "exactly those of an uninterrupted run (pass precision=%r to match)", self.directory,
                            old["precision"], params.get("precision"), old["precision"])
+        if old.get("processes", params.get("processes")) != params.get("processes"):
+            logger.warning("the run in %s was sampled in %s process(es), this continuation in %s: batched products "
+                           "of other sizes round differently, so its frames may not be exactly those of an "
+                           "uninterrupted run (pass processes=%r to match)", self.directory, old["processes"],
+                           params.get("processes"), old["processes"])
         if tokens.shape[1] > _n_frames(params):
             raise SamplingError(f"{self.directory} already holds {tokens.shape[1]} frames per walker, more than "
                                 f"n_frames={_n_frames(params)}; pass n_frames >= {tokens.shape[1]} (--n-frames) to "

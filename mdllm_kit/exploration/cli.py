@@ -31,6 +31,7 @@ def explore_command(bundle_dir: str, out: str, *, strategy: str, budget_frames: 
                     proposal: str = "model", noise_rate: float = 0.05, noise_bins: float = 1.0,
                     seed_structures: str | None = None, seed_top: str | None = None, resume: bool = False,
                     flush_every: int = 10, precision: str = "auto", device: str | None = None,
+                    processes: int | None = None,
                     progress: bool = True, as_json: bool = False) -> int:
     """Load what the options name, explore into ``out`` and print a summary; returns 0."""
     from ..loading import load_trajectory
@@ -57,7 +58,8 @@ def explore_command(bundle_dir: str, out: str, *, strategy: str, budget_frames: 
         chosen = TokenNoiseProposal(bundle.tokenizer, rate=noise_rate, bins=noise_bins, seed=seed)
     ensemble = explore(bundle, strat, budget_frames=budget_frames, n_walkers=n_walkers,
                        seed=seed, out=out, resume=resume, settings=settings, cv=collective, proposal=chosen,
-                       seed_frames=seed_frames, precision=precision, flush_every=flush_every, progress=progress)
+                       seed_frames=seed_frames, precision=precision, flush_every=flush_every, progress=progress,
+                       processes=processes)
     record = ensemble.params["exploration"]
     summary = {"out": str(Path(out)), "strategy": record["strategy"], "n_walkers": ensemble.n_walkers,
                "frames_per_walker": ensemble.n_frames, "frames_drawn": record["frames_drawn"],
@@ -87,12 +89,13 @@ def _cmd_explore(args: argparse.Namespace) -> int:
                            noise_rate=args.noise_rate, noise_bins=args.noise_bins,
                            seed_structures=args.seed_structures, seed_top=args.seed_top, resume=args.resume,
                            flush_every=args.flush_every, precision=args.precision, device=args.device,
+                           processes=args.processes,
                            progress=not args.no_progress, as_json=args.json)
 
 
 def add_explore_command(subparsers: Any) -> None:
     """Register ``explore`` on an ``argparse`` sub-parser collection."""
-    from ..lm.cli import ENTROPY_CAP_HELP, entropy_cap_arg
+    from ..lm.cli import ENTROPY_CAP_HELP, PROCESSES_HELP, entropy_cap_arg, processes_arg
     from ..lm.config import SamplingSettings
     from ..lm.precision import PRECISIONS
     from .strategy import strategy_names
@@ -135,6 +138,7 @@ def add_explore_command(subparsers: Any) -> None:
     ex.add_argument("--resume", action="store_true", help="continue the run in OUT")
     ex.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
     ex.add_argument("--precision", choices=PRECISIONS, default="auto", help="arithmetic of the model")
+    ex.add_argument("--processes", type=processes_arg, default=None, metavar="N|auto", help=PROCESSES_HELP)
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
     ex.add_argument("--json", action="store_true", help="print a JSON summary")
     ex.set_defaults(func=_cmd_explore)

@@ -176,7 +176,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
             n_walkers: int = 8, seed: int = 0, out: str | os.PathLike | None = None, resume: bool = False,
             settings: Any = None, cv: CollectiveVariables | None = None, training: md.Trajectory | None = None,
             proposal: Proposal | None = None, seed_frames: Any = None, precision: str = "auto",
-            flush_every: int = 10, progress: bool = False,
+            flush_every: int = 10, progress: bool = False, processes: int | None = None,
             callback: Callable[[ExplorationStep], bool | None] | None = None,
             **strategy_options: Any) -> Any:
     """Explore with a strategy: ``n_walkers`` walkers, ``budget_frames`` frames in all.
@@ -223,6 +223,9 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
         Steps between writes to ``out``.
     progress : bool
         Show a progress bar over steps.
+    processes : int, optional
+        Processes that generate the walkers in parallel (:class:`mdllm_kit.Sampler`;
+        default: its automatic choice). Ignored when ``proposal`` brings its own sampler.
     callback : callable, optional
         ``callback(step: ExplorationStep)`` after every step; returning
         ``False`` stops the run after that step (saved; ``resume=True``
@@ -265,7 +268,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     if isinstance(proposal, ModelProposal):
         sampler = proposal.sampler  # e.g. the explorer's, so its hooks see every frame
     else:
-        sampler = Sampler(bundle, precision=precision) if bundle is not None else None
+        sampler = Sampler(bundle, precision=precision, processes=processes) if bundle is not None else None
     if proposal is None:
         proposal = ModelProposal(sampler, s)
     tokenizer = proposal.tokenizer
@@ -295,6 +298,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
               "bundle_id": bundle.bundle_id if bundle is not None else None,
               "tokenizer_fingerprint": str(tokenizer.fingerprint),
               "precision": sampler.precision if sampler is not None else None,
+              "processes": sampler.processes_for(k * m) if sampler is not None else None,
               "frame_order": "frame-major: frame i of walker k is trajectory frame i * n_walkers + k",
               "exploration": {**description, "budget_frames": int(budget_frames)}}
 

@@ -37,6 +37,24 @@ def entropy_cap_arg(text: str) -> float | None:
     return value
 
 
+#: ``--processes`` help, shared by ``mdllm sample`` and ``mdllm explore``.
+PROCESSES_HELP = ("processes that generate the walkers in parallel on a CPU, one core each (auto: one per usable "
+                  "core for small models on Linux, when each gets >= 4 walkers; 1: this process only)")
+
+
+def processes_arg(text: str) -> int | None:
+    """``--processes`` value: a positive number, or ``auto`` (``None``)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes or 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1 process, or 'auto'")
+    return value
+
+
 def load_tokenizer(directory: str | Path) -> Any:
     """The tokenizer saved in ``directory``, by its saved format (:func:`mdllm_kit.contracts.load_tokenizer`)."""
     return contracts.load_tokenizer(directory)
@@ -64,7 +82,7 @@ def train_command(trajectories: Sequence[str], tokenizer_dir: str, out: str, *, 
 
 def sample_command(bundle_dir: str, out: str, *, settings: Any = None, seed_structures: str | None = None,
                    seed_top: str | None = None, resume: bool = False, progress: bool = True,
-                   device: str | None = None, precision: str = "auto") -> int:
+                   device: str | None = None, precision: str = "auto", processes: int | None = None) -> int:
     """Load a bundle, sample into ``out`` and print a summary; returns 0."""
     from .bundle import load_bundle
     from .sampler import Sampler
@@ -75,8 +93,8 @@ def sample_command(bundle_dir: str, out: str, *, settings: Any = None, seed_stru
         from ..loading import load_trajectory
 
         seed = load_trajectory(seed_structures, top=seed_top)
-    ensemble = Sampler(bundle, precision=precision).sample(settings, seed_frames=seed, out=out, resume=resume,
-                                                           progress=progress)
+    with Sampler(bundle, precision=precision, processes=processes) as sampler:
+        ensemble = sampler.sample(settings, seed_frames=seed, out=out, resume=resume, progress=progress)
     print(f"{ensemble.n_walkers} walker(s) x {ensemble.n_frames} frames -> {Path(out) / 'trajectory.xtc'}")
     print(f"mean log-likelihood per frame: {ensemble.log_likelihood.mean():.4g}")
     return 0
@@ -121,7 +139,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                                 seed=args.seed, flush_every=args.flush_every, entropy_cap=args.entropy_cap)
     return sample_command(args.bundle, args.out, settings=settings, seed_structures=args.seed_structures,
                           seed_top=args.seed_top, resume=args.resume, progress=not args.no_progress,
-                          device=args.device, precision=args.precision)
+                          device=args.device, precision=args.precision, processes=args.processes)
 
 
 def add_lm_commands(subparsers: Any) -> None:
@@ -209,6 +227,7 @@ def add_lm_commands(subparsers: Any) -> None:
     sa.add_argument("--device", choices=("cpu", "cuda"), default=None, help="force a device")
     sa.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="auto: bf16 prefill and KV cache, fp32 logits, where the device has native bf16; else fp32")
+    sa.add_argument("--processes", type=processes_arg, default=None, metavar="N|auto", help=PROCESSES_HELP)
     sa.add_argument("--no-progress", action="store_true", help="no progress bar")
     sa.set_defaults(func=_cmd_sample)
 

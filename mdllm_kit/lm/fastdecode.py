@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..contracts import is_frame_model
+from .model import parameters_key
 
 __all__ = ["StaticDecoder"]
 
@@ -130,7 +131,7 @@ class StaticDecoder:
         """Concatenated q/k/v and gate/up weights and the RoPE table of ``self.model`` (rebuilt if it changed)."""
         model = self.model
         params = list(model.parameters())
-        key = tuple((q.data_ptr(), q._version) for q in params)
+        key = parameters_key(model)
         if self._lean is not None and key == self._lean_key:
             return self._lean
         base = model.model

@@ -15,7 +15,8 @@ from ..errors import ModelError
 from .codec import FrameCodec
 from .config import ModelSettings
 
-__all__ = ["apply_lora", "build_default_model", "count_parameters", "load_base_model", "prepare_model"]
+__all__ = ["apply_lora", "build_default_model", "count_parameters", "load_base_model", "parameters_key",
+           "prepare_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,3 +226,10 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
         if p.requires_grad:
             trainable += p.numel()
     return trainable, total
+
+
+def parameters_key(model: torch.nn.Module) -> tuple:
+    """Identity and version of every parameter of ``model``: changes when it is trained, edited or replaced
+    (in place or not), so whatever was derived from it (concatenated weights, a bf16 copy, forked workers)
+    can tell that it is stale."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())

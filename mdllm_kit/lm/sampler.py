@@ -59,6 +59,8 @@ from .bundle import ModelBundle
 from .config import SamplingSettings
 from .fastdecode import StaticDecoder
 from .precision import resolve_precision
+from .model import parameters_key
+from .walker_pool import MIN_WALKERS_PER_PROCESS, WalkerPool, fork_available, shard_bounds, usable_cpus
 
 __all__ = ["Sampler", "capped_temperature", "sample_from_logits", "seed_context"]
 
@@ -90,6 +92,10 @@ def _frame_generator(seed: int, frame: int, device: torch.device) -> torch.Gener
     gen.manual_seed(int(state[0]) << 32 | int(state[1]))
     return gen
 
+
+#: Models below this many parameters count as small on a CPU: their sampling steps run on one thread per process
+#: (thread synchronisation costs more than their tiny products gain) and walkers are split over processes instead.
+SMALL_MODEL_PARAMETERS = 50_000_000
 
 #: Bisection steps of the entropy cap's temperature search (log-temperature resolution ~ range / 2**steps).
 _ENTROPY_BISECTION_STEPS = 12
@@ -142,7 +148,8 @@ def capped_temperature(logits: torch.Tensor, temperature: float, entropy_cap: fl
 
 
 def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int, top_p: float,
-                       generator: torch.Generator | None, entropy_cap: float | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None, entropy_cap: float | None = None,
+                       uniform: torch.Tensor | None = None) -> torch.Tensor:
     """Sample one token per row under a mask, with temperature, top-k, top-p and an optional entropy cap.
 
     Parameters
@@ -160,6 +167,12 @@ def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature:
         Nats per token: rows whose distribution (among the allowed tokens, at
         ``temperature``) is more uncertain than this are drawn at the lower
         temperature that brings them to it (:func:`capped_temperature`).
+    uniform : torch.Tensor, shape (B,), optional
+        One number in ``[0, 1)`` per row: the draw is the inverse of the
+        row's cumulative distribution at it (``generator`` is then unused),
+        so a row's token depends on its own number only, not on the other
+        rows of the batch (what lets the sampler split walkers over
+        processes). ``None``: ``torch.multinomial`` with ``generator``.
 
     Returns
     -------
@@ -181,7 +194,15 @@ def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature:
         probs = torch.softmax(x, dim=-1)
         drop = (probs.cumsum(-1) - probs) > top_p  # the most likely token is always kept
         x = x.masked_fill(drop, float("-inf"))
-    choice = torch.multinomial(torch.softmax(x, dim=-1), 1, generator=generator)
+    probs = torch.softmax(x, dim=-1)
+    if uniform is None:
+        choice = torch.multinomial(probs, 1, generator=generator)
+    else:  # first token whose cumulative probability exceeds u (tokens of zero probability are never hit)
+        cdf = probs.cumsum(-1)
+        total = cdf[:, -1:]
+        # strictly below the total, so a rounded-up u * total never lands past the last token of nonzero probability
+        at = torch.minimum(uniform.to(cdf.dtype)[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
+        choice = torch.searchsorted(cdf, at.contiguous(), right=True)
     return (choice if index is None else index.gather(-1, choice)).squeeze(-1)
 
 
@@ -229,7 +250,7 @@ class Sampler:
         Trained model, tokenizer and codec (``mk.load_bundle(dir)``).
     decode_threads : int, optional
         CPU threads for the single-token decode steps. Default: 1 for models
-        under 50 M parameters on CPU -- their per-step matrices are so small
+        under 50 M parameters (:data:`SMALL_MODEL_PARAMETERS`) on CPU -- their per-step matrices are so small
         that thread synchronisation costs more than it saves (measured 10x
         slower with 2 threads on a loaded 2-core machine) -- else torch's setting.
         The prefill always uses torch's setting.
@@ -247,10 +268,22 @@ class Sampler:
         device has native bf16 arithmetic (see
         :func:`~mdllm_kit.lm.precision.resolve_precision`), fp32 otherwise
         (said in the log). A model that is already bf16 is used as it is.
+    processes : int, optional
+        Processes that generate the walkers of a frame in parallel, this one
+        included (:class:`~mdllm_kit.lm.walker_pool.WalkerPool`: contiguous
+        shards of walkers, one CPU thread per process, workers forked from
+        this process on first use). Default: on a CPU with the ``fork``
+        start method (Linux) and a model under 50 M parameters, one process
+        per usable core, used when every process gets at least
+        :data:`~mdllm_kit.lm.walker_pool.MIN_WALKERS_PER_PROCESS` walkers;
+        1 elsewhere (GPUs run the whole batch at once). An explicit number
+        splits any batch into up to that many shards. Call :meth:`close` (or
+        use the sampler as a context manager) to stop the workers early;
+        they also stop with the sampler.
     """
 
     def __init__(self, bundle: ModelBundle, decode_threads: int | None = None, fast: bool = True,
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", processes: int | None = None) -> None:
         self.bundle = bundle
         self.codec = bundle.codec
         self.model = bundle.model.eval()
@@ -259,15 +292,28 @@ class Sampler:
         # transformers >= 5.x names the KV cache argument ``cache`` (``past_key_values`` before)
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        small = sum(p.numel() for p in self.model.parameters()) < SMALL_MODEL_PARAMETERS
         if decode_threads is None and self.device.type == "cpu":
-            n_params = sum(p.numel() for p in self.model.parameters())
-            decode_threads = 1 if n_params < 50_000_000 else None
+            decode_threads = 1 if small else None
         self.decode_threads = decode_threads
+        if processes is not None and int(processes) < 1:
+            raise SamplingError(f"processes must be >= 1, got {processes}")
+        if processes is not None and int(processes) > 1 and self.device.type != "cpu":
+            raise SamplingError(f"processes={processes} splits walkers over CPU processes; a {self.device.type} "
+                                "model runs all walkers at once: use processes=1")
+        if processes is not None and int(processes) > 1 and not fork_available():
+            raise SamplingError(f"processes={processes} needs the 'fork' start method of Linux; use processes=1")
+        self._auto_processes = processes is None
+        if processes is None:
+            processes = usable_cpus() if self.device.type == "cpu" and small and fork_available() else 1
+        self.processes = int(processes)
+        self._pool: WalkerPool | None = None
         self.fast = fast
         self._decoder: Any = None
         self._previous_frame_input = is_frame_model(self.model) and bool(self.model.uses_previous_frame)
         self.precision = resolve_precision(precision, self.device, "sampling")
-        self._compute_model: Any = None  # bf16 copy of the model for the lean decoder (made once, if needed)
+        self._compute_model: Any = None  # bf16 copy of the model for the lean decoder (made when needed)
+        self._compute_key: tuple | None = None  # parameters_key(self.model) when the copy was made
 
     # ------------------------------------------------------------------ helpers
     def seed_tokens(self, seed_frames: Any, n_walkers: int, context: int) -> np.ndarray:
@@ -289,7 +335,6 @@ class Sampler:
         ids = np.concatenate([np.full((k, 1), c.bos_id, dtype=np.int64), body.reshape(k, -1)], axis=1)
         return torch.from_numpy(ids).to(self.device)
 
-    @torch.inference_mode()
     def generate_frame(self, history: np.ndarray, settings: SamplingSettings, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
         """Generate one frame for every walker.
 
@@ -306,9 +351,51 @@ class Sampler:
         tokens : numpy.ndarray of int64, shape (n_walkers, L)
         log_likelihood : numpy.ndarray of float64, shape (n_walkers,)
         """
+        k = history.shape[0]
+        # one uniform number per walker and token: a walker's draws do not depend on the batch it is generated in
+        uniforms = torch.rand((k, self.codec.tokens_per_frame), dtype=torch.float64,
+                              generator=_frame_generator(settings.seed, frame_index, torch.device("cpu")))
+        shards = shard_bounds(k, self.processes_for(k))
+        if len(shards) == 1:
+            return self._generate(history, settings, uniforms)
+        if self._pool is None or self._pool.processes < len(shards):
+            self.close()
+            self._pool = WalkerPool(self._generate_one_thread, self.model, len(shards))
+        parts = self._pool.map([(history[a:b], settings, uniforms[a:b]) for a, b in shards])
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def processes_for(self, n_walkers: int) -> int:
+        """Processes that generate a frame of ``n_walkers`` walkers (see ``processes`` in the class docs)."""
+        if self.processes <= 1:
+            return 1
+        return max(1, min(self.processes, n_walkers // MIN_WALKERS_PER_PROCESS if self._auto_processes
+                          else n_walkers))
+
+    def close(self) -> None:
+        """Stop the worker processes of walker-parallel sampling, if any (they start again when needed)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> "Sampler":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _generate_one_thread(self, history: np.ndarray, settings: SamplingSettings,
+                             uniforms: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_generate` on one torch thread (a shard of walker-parallel sampling: one core per process)."""
+        with torch_threads(1):
+            return self._generate(history, settings, uniforms)
+
+    @torch.inference_mode()
+    def _generate(self, history: np.ndarray, settings: SamplingSettings,
+                  uniforms: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens and log-likelihoods of one frame of the walkers of ``history``, drawn with ``uniforms`` (K, L)."""
         c = self.codec
-        gen = _frame_generator(settings.seed, frame_index, self.device)
         ids = self._context_ids(history)
+        uniforms = uniforms.to(self.device)
         k = ids.shape[0]
         max_len = ids.shape[1] + c.tokens_per_frame
         # a frame-aware model also sees, at each step, the token one frame before the predicted one: position j
@@ -319,6 +406,8 @@ class Sampler:
         else:
             prev = lambda j: {}  # noqa: E731
         if self.fast and StaticDecoder.supports(self.model, max_len):
+            if self._compute_model is not None and self._compute_key != parameters_key(self.model):
+                self._compute_model, self._decoder = None, None  # the model changed: a new bf16 copy
             if self._decoder is None or self._decoder.batch != k or self._decoder.max_len < max_len:
                 self._decoder = self._static_decoder(k, max_len)
             decoder = self._decoder
@@ -340,7 +429,7 @@ class Sampler:
         tokens = torch.empty((k, c.tokens_per_frame), dtype=torch.long, device=self.device)
         loglik = torch.zeros(k, dtype=torch.float64, device=self.device)
         with torch_threads(self.decode_threads):
-            self._decode(logits, step, tokens, loglik, settings, gen)
+            self._decode(logits, step, tokens, loglik, settings, uniforms)
         return tokens.cpu().numpy(), loglik.cpu().numpy()
 
     def _static_decoder(self, batch: int, max_len: int) -> StaticDecoder:
@@ -356,7 +445,7 @@ class Sampler:
         if self.precision != "bf16":
             return StaticDecoder(self.model, batch, max_len)
         if self._compute_model is None:
-            self._compute_model = _bf16_copy(self.model)
+            self._compute_model, self._compute_key = _bf16_copy(self.model), parameters_key(self.model)
         head = self.model.lm_head
         if self.device.type == "cpu":
             return StaticDecoder(self.model, batch, max_len, head=head, cache_dtype=torch.bfloat16,
@@ -369,13 +458,14 @@ class Sampler:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _decode(self, logits: torch.Tensor, step: Any, tokens: torch.Tensor, loglik: torch.Tensor,
-                settings: SamplingSettings, gen: torch.Generator) -> None:
-        """The ``L`` sequential steps of one frame (fills ``tokens`` and ``loglik`` in place)."""
+                settings: SamplingSettings, uniforms: torch.Tensor) -> None:
+        """The ``L`` sequential steps of one frame (fills ``tokens`` and ``loglik`` in place; token ``j`` of
+        walker ``k`` is drawn with ``uniforms[k, j]``)."""
         c = self.codec
         lo, hi = c.structure_offset, c.structure_offset + c.n_structure_tokens
         for j in range(c.tokens_per_frame):
             tok = sample_from_logits(logits[:, lo:hi], self._mask[j], settings.temperature, settings.top_k,
-                                     settings.top_p, gen, settings.entropy_cap)
+                                     settings.top_p, None, settings.entropy_cap, uniform=uniforms[:, j])
             tokens[:, j] = tok
             loglik += torch.log_softmax(logits.float(), dim=-1).gather(1, (tok + lo)[:, None])[:, 0].double()
             if j + 1 < c.tokens_per_frame:
@@ -434,6 +524,7 @@ class Sampler:
                   "bundle": str(Path(self.bundle.path).resolve()) if self.bundle.path else None,
                   "bundle_id": self.bundle.bundle_id,
                   "tokenizer_fingerprint": str(self.bundle.tokenizer.fingerprint), "precision": self.precision,
+                  "processes": self.processes_for(k),
                   "frame_order": "frame-major: frame i of walker k is trajectory frame i * n_walkers + k"}
         writer = RunWriter(Path(out), self.bundle.tokenizer) if out is not None else None
         if writer is not None:

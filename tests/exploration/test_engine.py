@@ -11,6 +11,7 @@ from mdllm_kit.errors import SamplingError
 from mdllm_kit.exploration import (EXPLORATION_FILE, CollectiveVariables, ExplorationStrategy, Restart,
                                    TokenNoiseProposal, lineage, read_exploration, register_strategy)
 from mdllm_kit.ensemble import GeneratedEnsemble
+from mdllm_kit.lm.walker_pool import fork_available
 
 
 class RecordingProposal(TokenNoiseProposal):
@@ -45,6 +46,15 @@ def test_rollout_strategy_gives_the_samplers_frames(tiny_bundle):
     np.testing.assert_allclose(explored.trajectory.xyz, sampled.trajectory.xyz, atol=1e-6)
     assert explored.params["exploration"]["strategy"] == {"name": "rollout"}
     assert explored.params["exploration"]["unbiased"] is True
+
+
+@pytest.mark.skipif(not fork_available(), reason="needs the fork start method (Linux)")
+def test_walker_parallel_exploration_gives_the_one_process_frames(tiny_bundle, ca_traj):
+    """The bias strategy's candidates (walkers x candidates rows) split over two processes: the same frames."""
+    runs = {n: mk.explore(tiny_bundle, "bias", budget_frames=6, n_walkers=2, seed=1, training=ca_traj,
+                          n_candidates=3, processes=n, precision="fp32") for n in (1, 2)}
+    assert runs[2].params["processes"] == 2 and runs[1].params["processes"] == 1
+    np.testing.assert_array_equal(runs[2].tokens, runs[1].tokens)
 
 
 def test_folder_is_a_sampling_folder_with_an_exploration_record(tiny_bundle, ca_traj, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from mdllm_kit.contracts import FrameTokenizer
 from mdllm_kit.lm import cli as lm_cli
 from mdllm_kit.lm.config import SamplingSettings
+from mdllm_kit.lm.walker_pool import fork_available
 from mdllm_kit.ensemble import GeneratedEnsemble
 from toy_tokenizer import ToyTokenizer
 
@@ -44,13 +45,14 @@ def test_train_then_sample(tmp_path, toy_traj, toy_tok, monkeypatch, capsys):
     args = parser.parse_args([
         "sample", str(tmp_path / "bundle"), "--n-frames", "3", "--walkers", "2", "--seed", "4", "--temperature",
         "1.0", "--top-k", "20", "--top-p", "0.9", "--out", str(tmp_path / "gen"), "--no-progress", "--device", "cpu",
-        "--precision", "bf16"])
+        "--precision", "bf16", "--processes", "2" if fork_available() else "1"])
     assert args.func(args) == 0
     ens = GeneratedEnsemble.load(tmp_path / "gen")
     assert ens.tokens.shape == (2, 3, toy_tok.tokens_per_frame)
     assert ens.trajectory.n_frames == 6
     assert "trajectory.xtc" in capsys.readouterr().out
     assert np.isfinite(ens.log_likelihood).all()
+    assert ens.params["processes"] == (2 if fork_available() else 1)
 
 
 def test_entropy_cap_flag_defaults_to_the_settings_and_accepts_off(capsys):
@@ -63,3 +65,17 @@ def test_entropy_cap_flag_defaults_to_the_settings_and_accepts_off(capsys):
             parser.parse_args(["sample", "b", "--out", "o", "--entropy-cap", bad])
         err = capsys.readouterr().err
         assert "--entropy-cap" in err and "'off'" in err
+
+
+@pytest.mark.parametrize("command", [["sample", "b", "--out", "o"], ["explore", "b", "--out", "o", "--budget-frames", "4"]])
+def test_processes_flag_takes_a_number_or_auto(command, capsys):
+    from mdllm_kit.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(command).processes is None
+    assert parser.parse_args([*command, "--processes", "auto"]).processes is None
+    assert parser.parse_args([*command, "--processes", "3"]).processes == 3
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--processes", bad])
+        assert "--processes" in capsys.readouterr().err

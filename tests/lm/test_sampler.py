@@ -266,3 +266,21 @@ def test_bf16_sampling_of_a_model_with_hook_handles(trained_bundle):
         assert next(sampler._compute_model.parameters()).dtype == torch.bfloat16
         assert sampler._compute_model._require_grads_hook is None
         assert bundle.model._require_grads_hook is not None
+
+
+def test_bf16_sampler_follows_a_model_changed_after_its_first_frame(trained_bundle):
+    """The bf16 copy (prefill) is made again when the model's weights change, e.g. after more training."""
+    import copy
+
+    bundle = copy.deepcopy(trained_bundle)
+    s = mk.SamplingSettings(seed=2, entropy_cap=None)
+    sampler = Sampler(bundle, precision="bf16", processes=1)
+    hist = sampler.seed_tokens(None, 3, bundle.window_frames)
+    sampler.generate_frame(hist, s, 0)
+    with torch.no_grad():
+        for p in bundle.model.parameters():
+            p.mul_(1.5)
+    changed = sampler.generate_frame(hist, s, 0)
+    fresh = Sampler(bundle, precision="bf16", processes=1).generate_frame(hist, s, 0)
+    np.testing.assert_array_equal(changed[0], fresh[0])
+    np.testing.assert_array_equal(changed[1], fresh[1])

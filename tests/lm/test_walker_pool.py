@@ -1,0 +1,137 @@
+"""Walker-parallel sampling: shards of walkers generated in forked worker processes."""
+import copy
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import mdllm_kit as mk
+from mdllm_kit.errors import SamplingError
+from mdllm_kit.lm import walker_pool
+from mdllm_kit.lm.sampler import Sampler, _frame_generator
+from mdllm_kit.lm.walker_pool import WalkerPool, shard_bounds
+
+needs_fork = pytest.mark.skipif(not walker_pool.fork_available(), reason="needs the fork start method (Linux)")
+
+
+def _uniforms(settings, frame, k, L):
+    return torch.rand((k, L), dtype=torch.float64, generator=_frame_generator(settings.seed, frame, torch.device("cpu")))
+
+
+def test_shard_bounds_cover_every_walker_once():
+    assert shard_bounds(8, 2) == [(0, 4), (4, 8)]
+    assert shard_bounds(5, 2) == [(0, 2), (2, 5)] or shard_bounds(5, 2) == [(0, 3), (3, 5)]
+    assert shard_bounds(3, 8) == [(0, 1), (1, 2), (2, 3)]  # never an empty shard
+    assert shard_bounds(7, 1) == [(0, 7)]
+    for k, n in ((17, 3), (64, 2), (9, 4)):
+        bounds = shard_bounds(k, n)
+        assert bounds[0][0] == 0 and bounds[-1][1] == k and all(a < b for a, b in bounds)
+        assert all(b0 == a1 for (_, b0), (a1, _) in zip(bounds[:-1], bounds[1:]))
+
+
+def test_a_walkers_draws_do_not_depend_on_its_batch(trained_bundle):
+    """Token j of walker k is drawn with its own uniform number: a walker generated alone gets the same tokens."""
+    sampler = Sampler(trained_bundle, precision="fp32", processes=1)
+    s = mk.SamplingSettings(seed=3, entropy_cap=None)
+    hist = sampler.seed_tokens(None, 4, trained_bundle.window_frames)
+    u = _uniforms(s, 0, 4, trained_bundle.codec.tokens_per_frame)
+    tokens, loglik = sampler._generate(hist, s, u)
+    np.testing.assert_array_equal(tokens, sampler.generate_frame(hist, s, 0)[0])
+    alone, alone_ll = sampler._generate(hist[2:3], s, u[2:3])
+    np.testing.assert_array_equal(alone[0], tokens[2])
+    assert alone_ll[0] == pytest.approx(loglik[2], rel=1e-5)
+
+
+@needs_fork
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_two_processes_give_each_shard_what_one_process_gives_it(trained_bundle, toy_tok, precision):
+    s = mk.SamplingSettings(seed=5)
+    L = toy_tok.tokens_per_frame
+    with Sampler(trained_bundle, precision=precision, processes=2) as sampler:
+        assert sampler.processes_for(5) == 2 and sampler.processes_for(1) == 1
+        hist = sampler.seed_tokens(None, 5, trained_bundle.window_frames)
+        tokens, loglik = sampler.generate_frame(hist, s, 7)
+        workers = {p.pid for p in sampler._pool._executor._processes.values()}
+        assert workers and os.getpid() not in workers
+    assert sampler._pool is None  # closed by the context manager
+    one = Sampler(trained_bundle, precision=precision, processes=1)
+    u = _uniforms(s, 7, 5, L)
+    for a, b in shard_bounds(5, 2):  # the same batch sizes as the shards: the same numbers, bit for bit
+        t, ll = one._generate(hist[a:b], s, u[a:b])
+        np.testing.assert_array_equal(tokens[a:b], t)
+        np.testing.assert_array_equal(loglik[a:b], ll)
+    ranges = toy_tok.valid_token_ranges()
+    assert ((tokens >= ranges[:, 0]) & (tokens < ranges[:, 1])).all()
+
+
+@needs_fork
+def test_sample_in_two_processes_records_and_resumes(trained_bundle, tmp_path, caplog):
+    out = tmp_path / "run"
+    with Sampler(trained_bundle, processes=2) as sampler:
+        full = sampler.sample(n_frames=4, n_walkers=4, seed=2)
+        first = sampler.sample(n_frames=2, n_walkers=4, seed=2, out=out)
+    assert json.loads((out / "params.json").read_text())["processes"] == 2
+    np.testing.assert_array_equal(first.tokens, full.tokens[:, :2])
+    with Sampler(trained_bundle, processes=2) as sampler:
+        resumed = sampler.sample(n_frames=4, n_walkers=4, seed=2, out=out, resume=True)
+    np.testing.assert_array_equal(resumed.tokens, full.tokens)
+    with caplog.at_level(logging.WARNING, logger="mdllm_kit.ensemble"):
+        Sampler(trained_bundle, processes=1).sample(n_frames=5, n_walkers=4, seed=2, out=out, resume=True)
+    assert "sampled in 2 process(es)" in caplog.text
+
+
+@needs_fork
+def test_workers_are_forked_again_when_the_model_changes(trained_bundle):
+    bundle = copy.deepcopy(trained_bundle)
+    s = mk.SamplingSettings(seed=1, entropy_cap=None)
+    with Sampler(bundle, precision="fp32", processes=2) as sampler:
+        hist = sampler.seed_tokens(None, 4, bundle.window_frames)
+        before, _ = sampler.generate_frame(hist, s, 0)
+        pids = set(sampler._pool._executor._processes)
+        with torch.no_grad():  # every logit 0 now: the workers must see the new weights
+            bundle.model.lm_head.weight.mul_(0.0)
+        after, _ = sampler.generate_frame(hist, s, 0)
+        assert set(sampler._pool._executor._processes).isdisjoint(pids)
+    # all logits equal now: the draws are uniform over each position's allowed tokens, in both shards
+    reference = Sampler(bundle, precision="fp32", processes=1)
+    u = _uniforms(s, 0, 4, bundle.codec.tokens_per_frame)
+    np.testing.assert_array_equal(after[2:], reference._generate(hist[2:], s, u[2:])[0])
+    assert not np.array_equal(before, after)
+
+
+@needs_fork
+def test_auto_uses_processes_only_with_enough_walkers(trained_bundle, monkeypatch):
+    monkeypatch.setattr("mdllm_kit.lm.sampler.usable_cpus", lambda: 2)
+    sampler = Sampler(trained_bundle)
+    assert sampler.processes == 2
+    assert sampler.processes_for(7) == 1 and sampler.processes_for(8) == 2 and sampler.processes_for(64) == 2
+    assert Sampler(trained_bundle, processes=3).processes_for(2) == 2  # explicit: up to one walker per process
+
+
+def test_processes_that_cannot_run_are_refused(trained_bundle, monkeypatch):
+    with pytest.raises(SamplingError, match="processes must be >= 1"):
+        Sampler(trained_bundle, processes=0)
+    monkeypatch.setattr("mdllm_kit.lm.sampler.fork_available", lambda: False)
+    with pytest.raises(SamplingError, match="'fork' start method"):
+        Sampler(trained_bundle, processes=2)
+    assert Sampler(trained_bundle).processes == 1  # auto: this process only
+
+
+@needs_fork
+def test_a_failing_shard_raises_in_the_caller():
+    def target(x):
+        if x == "boom":
+            raise SamplingError("shard failed")
+        return x
+
+    pool = WalkerPool(target, torch.nn.Linear(2, 2), 2)
+    try:
+        assert pool.map([("a",), ("b",)]) == ["a", "b"]
+        with pytest.raises(SamplingError, match="shard failed"):
+            pool.map([("a",), ("boom",)])
+        assert pool.map([("c",), ("d",)]) == ["c", "d"]  # the pool survives an error in a shard
+    finally:
+        pool.close()

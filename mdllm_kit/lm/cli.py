@@ -39,7 +39,7 @@ def entropy_cap_arg(text: str) -> float | None:
 
 #: ``--processes`` help, shared by ``mdllm sample`` and ``mdllm explore``.
 PROCESSES_HELP = ("processes that generate the walkers in parallel on a CPU, one core each (auto: one per usable "
-                  "core for small models on Linux, when each gets >= 4 walkers; 1: this process only)")
+                  "core for small models on Linux, when each gets >= 2 walkers; 1: this process only)")
 
 
 def processes_arg(text: str) -> int | None:

@@ -22,7 +22,11 @@ All walkers are one batch. For every new frame the sampler
    :class:`~mdllm_kit.lm.fastdecode.StaticDecoder` (preallocated KV cache, no
    per-call HF bookkeeping; the same modules and numbers as the HF forward),
    otherwise through the HF forward with its ``DynamicCache``. The Python
-   loop is per token position, never per walker.
+   loop is per token position, never per walker. Token ``j`` of walker
+   ``k`` is drawn with the uniform number ``u[k, j]`` of the frame's random
+   stream, so a walker's draws do not depend on the other walkers; on a CPU
+   the walkers are therefore split over processes
+   (:mod:`mdllm_kit.lm.walker_pool`, ``processes``).
 
 Re-prefilling the context for each frame (instead of sliding the KV cache)
 keeps the model input identical to training -- ``<bos>`` at position 0

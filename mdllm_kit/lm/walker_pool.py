@@ -43,9 +43,11 @@ __all__ = ["WalkerPool", "fork_available", "shard_bounds", "usable_cpus"]
 
 logger = logging.getLogger(__name__)
 
-#: Fewest walkers per process worth a process of its own: below this, a step's fixed cost (operator
-#: launches, Python) dominates and a second process gains little (``BENCHMARKS.md``, "Sampling on both cores").
-MIN_WALKERS_PER_PROCESS = 4
+#: Fewest walkers per process worth a process of its own when the split is automatic: a step's fixed cost
+#: (operator launches, Python) dominates small batches, so two processes gained 1.17x with one walker each and
+#: 1.26x with two each on the project's 2-core machine (1.5-1.6x with four each; ``BENCHMARKS.md``, "Sampling
+#: on both cores"): one walker per process is not worth holding a second core.
+MIN_WALKERS_PER_PROCESS = 2
 
 # The objects a forked worker runs: set in the parent just before the fork, read (inherited) in the child.
 _FORK_TARGETS: dict[int, Callable[..., Any]] = {}

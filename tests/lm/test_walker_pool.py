@@ -107,7 +107,7 @@ def test_auto_uses_processes_only_with_enough_walkers(trained_bundle, monkeypatc
     monkeypatch.setattr("mdllm_kit.lm.sampler.usable_cpus", lambda: 2)
     sampler = Sampler(trained_bundle)
     assert sampler.processes == 2
-    assert sampler.processes_for(7) == 1 and sampler.processes_for(8) == 2 and sampler.processes_for(64) == 2
+    assert sampler.processes_for(3) == 1 and sampler.processes_for(4) == 2 and sampler.processes_for(64) == 2
     assert Sampler(trained_bundle, processes=3).processes_for(2) == 2  # explicit: up to one walker per process
 
 

@@ -44,9 +44,9 @@ __all__ = ["WalkerPool", "fork_available", "shard_bounds", "usable_cpus"]
 logger = logging.getLogger(__name__)
 
 #: Fewest walkers per process worth a process of its own when the split is automatic: a step's fixed cost
-#: (operator launches, Python) dominates small batches, so two processes gained 1.17x with one walker each and
-#: 1.26x with two each on the project's 2-core machine (1.5-1.6x with four each; ``BENCHMARKS.md``, "Sampling
-#: on both cores"): one walker per process is not worth holding a second core.
+#: (operator launches, Python) dominates small batches, so two processes gained 1.11-1.17x with one walker each,
+#: 1.07-1.26x with two each and 1.40-1.54x with four each on the project's 2-core machine (``BENCHMARKS.md``,
+#: "Both cores"): one walker per process is not worth holding a second core.
 MIN_WALKERS_PER_PROCESS = 2
 
 # The objects a forked worker runs: set in the parent just before the fork, read (inherited) in the child.

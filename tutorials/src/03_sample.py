@@ -71,7 +71,10 @@ print(f"model: {bundle.path}, {bundle.metrics.get('global_step')} training steps
 # data, stored in the bundle) and generates frames one after another: 557 tokens per frame, each
 # drawn from the model's distribution restricted to the valid ids of its position, then decoded
 # to coordinates by the tokenizer. Walkers differ only by their random streams; all walkers are
-# generated together as one batch, which is much faster per frame than one at a time.
+# generated together as one batch, which is much faster per frame than one at a time. On a
+# CPU the batch is also split over one process per core (`processes=`, automatic for small
+# models on Linux: the workers are forked from this kernel and use the model in memory); each
+# walker draws from its own random numbers, so the split does not change what a walker samples.
 #
 # With `out=` the frames stream into a folder (`trajectory.xtc`, `topology.pdb`, tokens and
 # log-likelihoods): an interrupted run continues with `resume=True`.

@@ -14,7 +14,8 @@ model trained or changed in a notebook a moment ago works -- and are forked
 again if the model's parameters have changed since. Forking needs the
 ``fork`` start method (Linux); :func:`fork_available` says whether it is
 there. CUDA models are never split (a GPU runs the whole batch at once, and
-CUDA does not survive a fork).
+CUDA does not survive a fork). A worker whose parent is killed stops by
+itself within :data:`PARENT_CHECK_SECONDS`.
 
 Every walker draws its tokens from its own random numbers (see
 :func:`~mdllm_kit.lm.sampler.sample_from_logits`), so a walker's frame does
@@ -27,6 +28,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -74,9 +77,22 @@ def shard_bounds(n_walkers: int, processes: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _worker_init(key: int) -> None:
+#: Seconds between a worker's checks that the process that forked it is still alive.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker when its parent is gone (killed): it would otherwise wait for work forever."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_init(key: int, parent: int) -> None:
     torch.set_num_threads(1)  # one core per process; also keeps the child out of the parent's OpenMP pool
     _WORKER_TARGET[:] = [_FORK_TARGETS[key]]
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="mdllm-parent-watch").start()
 
 
 def _worker_run(*args: Any) -> Any:
@@ -121,7 +137,7 @@ class WalkerPool:
         _FORK_TARGETS[slot] = self.target
         try:
             executor = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context("fork"),
-                                           initializer=_worker_init, initargs=(slot,))
+                                           initializer=_worker_init, initargs=(slot, os.getpid()))
             # fork every worker now, while the target is registered (a pool forks its workers on demand)
             for future in [executor.submit(os.getpid) for _ in range(self.processes - 1)]:
                 future.result()

@@ -166,3 +166,44 @@ def test_killed_sampling_keeps_its_frames_and_resumes_to_the_same_tokens(uninter
     np.testing.assert_array_equal(on_disk.time, np.repeat(np.arange(20.0), 2))
     np.testing.assert_allclose(done.trajectory.xyz, on_disk.xyz)  # the reader returns the complete file
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or not mk.lm.walker_pool.fork_available(),
+                    reason="needs Linux (/proc, fork)")
+def test_killed_sampling_in_two_processes_leaves_no_worker_and_resumes(uninterrupted_training, tmp_path):
+    bundle, _ = uninterrupted_training
+    argv = ["sample", str(bundle.path), *SAMPLE_ARGS, "--walkers", "4", "--processes", "2"]
+    ref_out = tmp_path / "ref"
+    seconds = _run_to_the_end([*argv, "--out", str(ref_out)], ref_out / "params.json")
+    ref = mk.GeneratedEnsemble.load(ref_out)
+    out = tmp_path / "gen"
+    proc, _ = _start([*argv, "--out", str(out)], out / "params.json")
+    deadline = time.monotonic() + 60
+    while not (workers := _children(proc.pid)) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the workers are forked at the first frame
+    time.sleep(min(0.2, seconds / 4))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert workers, "the sampling process forked no worker"
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and
+             Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"workers {alive} outlived the killed sampling process"
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    np.testing.assert_array_equal(mk.GeneratedEnsemble.load(out).tokens, ref.tokens)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import weakref
@@ -91,6 +92,9 @@ def _exit_with_parent(parent: int) -> None:
 
 def _worker_init(key: int, parent: int) -> None:
     torch.set_num_threads(1)  # one core per process; also keeps the child out of the parent's OpenMP pool
+    # Ctrl-C (a notebook's interrupt reaches the whole process group) is the caller's to handle: a worker
+    # finishes its shard and waits for the next one instead of dying and breaking the pool
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_TARGET[:] = [_FORK_TARGETS[key]]
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="mdllm-parent-watch").start()
 

@@ -3,6 +3,7 @@ import copy
 import json
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
@@ -133,5 +134,20 @@ def test_a_failing_shard_raises_in_the_caller():
         with pytest.raises(SamplingError, match="shard failed"):
             pool.map([("a",), ("boom",)])
         assert pool.map([("c",), ("d",)]) == ["c", "d"]  # the pool survives an error in a shard
+    finally:
+        pool.close()
+
+
+@needs_fork
+def test_ctrl_c_to_the_process_group_leaves_the_workers_running():
+    """A notebook's interrupt reaches every process of the group: the workers ignore it, the pool keeps working."""
+    import signal
+
+    pool = WalkerPool(lambda x: (x, os.getpid()), torch.nn.Linear(2, 2), 2)
+    try:
+        _, (_, worker) = pool.map([("a",), ("b",)])
+        os.kill(worker, signal.SIGINT)
+        time.sleep(0.5)
+        assert pool.map([("c",), ("d",)])[1] == ("d", worker)  # the same worker, alive
     finally:
         pool.close()

@@ -66,8 +66,9 @@ def main(argv=None) -> int:
 
     bundle = mk.load_bundle(args.bundle, device="cpu")
     Ref = reference_decoder_class(args.ref)
-    new = mk.Sampler(bundle, precision=args.precision)
-    old = mk.Sampler(bundle, precision=args.precision)
+    # one process each: the decoders under comparison run the whole batch (no walker split)
+    new = mk.Sampler(bundle, precision=args.precision, processes=1)
+    old = mk.Sampler(bundle, precision=args.precision, processes=1)
     arms = {"reference": old, "new": new}
 
     def ref_static_decoder(batch, max_len, self=old):

@@ -158,7 +158,7 @@ def bench_cpu(args: argparse.Namespace) -> dict:
                            "tokens_per_cpu_s_incl_setup": n_tokens / cpu_s}
         print(json.dumps(result["train"], indent=1), flush=True)
         bundle = mk.load_bundle(tmp, device="cpu")
-    sampler = mk.Sampler(bundle)
+    sampler = mk.Sampler(bundle, processes=1)  # one process: the CPU seconds below are this process's
     seed_tokens = bundle.seed_tokens
     result["sample"] = {}
     for k in (1, 16):
@@ -277,7 +277,7 @@ def bench_gpu(args: argparse.Namespace) -> dict:
     # ---- sampling with 32 walkers
     window = max(1, min(10, context // codec.frame_length - 1))
     bundle = ModelBundle(model, tok, codec, ModelSettings(), TrainSettings(window_frames=window))
-    sampler = Sampler(bundle)
+    sampler = Sampler(bundle, processes=1)
     res = time_sampler(sampler, SamplingSettings(n_walkers=walkers), tokens[-window:], frames)
     # bandwidth bound of one decode step: all weights once + the KV cache of every walker (mean length)
     kv_heads, head_dim = config.num_key_value_heads, d // config.num_attention_heads

@@ -38,7 +38,8 @@ generation frames/s of fp32 in one process (the reference: the arithmetic
 and layout of the time before issue #14), bf16 in one process and bf16 in
 ``N`` processes (:class:`~mdllm_kit.lm.walker_pool.WalkerPool`), interleaved
 frame by frame, with and without the entropy cap (``--entropy-caps``).
-The ``--threads`` setting is the torch threads of each process.
+``--threads`` applies to the one-process arms; each process of the split
+arm runs one torch thread.
 
 ``--heads 4:1,2:1,1:1`` compares head layouts (query heads : key-value heads)
 at the default hidden size instead of fp32 against bf16: the training step of
@@ -480,7 +481,8 @@ def profile_decode_step(sampler, hist: np.ndarray, settings) -> dict:
     ids = sampler._context_ids(hist)
     decoder = sampler._decoder
     lo, hi = c.structure_offset, c.structure_offset + c.n_structure_tokens
-    gen = torch.Generator().manual_seed(0)
+    uniforms = torch.rand((ids.shape[0], c.tokens_per_frame), dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(0))
     prev = ids[:, -c.frame_length:-1]
     state = {"logits": decoder.forward(ids, reset=True), "j": 0}
     start_len = decoder.length
@@ -490,7 +492,7 @@ def profile_decode_step(sampler, hist: np.ndarray, settings) -> dict:
         if j == 0:
             decoder.length = start_len
         tok = sample_from_logits(state["logits"][:, lo:hi], sampler._mask[j], settings.temperature,
-                                 settings.top_k, settings.top_p, gen)
+                                 settings.top_k, settings.top_p, None, settings.entropy_cap, uniform=uniforms[:, j])
         kwargs = {"previous_frame_ids": prev[:, j + 1: j + 2]} if sampler._previous_frame_input else {}
         state["logits"] = decoder.forward((tok + lo)[:, None], **kwargs)
         state["j"] += 1

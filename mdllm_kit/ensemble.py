@@ -332,7 +332,11 @@ class RunWriter:
             logger.warning("the run in %s was sampled in %s, this continuation runs in %s: its frames will not be "
                            "exactly those of an uninterrupted run (pass precision=%r to match)", self.directory,
                            old["precision"], params.get("precision"), old["precision"])
-        if old.get("processes", params.get("processes")) != params.get("processes"):
+        if "processes" not in old and params.get("processes") is not None:
+            logger.warning("the run in %s was sampled by an earlier mdllm-kit (one random stream for all walkers); "
+                           "this continuation draws every walker from its own random numbers, so its frames will "
+                           "not be exactly those of an uninterrupted run", self.directory)
+        elif old.get("processes", params.get("processes")) != params.get("processes"):
             logger.warning("the run in %s was sampled in %s process(es), this continuation in %s: batched products "
                            "of other sizes round differently, so its frames may not be exactly those of an "
                            "uninterrupted run (pass processes=%r to match)", self.directory, old["processes"],

@@ -26,7 +26,9 @@ All walkers are one batch. For every new frame the sampler
    ``k`` is drawn with the uniform number ``u[k, j]`` of the frame's random
    stream, so a walker's draws do not depend on the other walkers; on a CPU
    the walkers are therefore split over processes
-   (:mod:`mdllm_kit.lm.walker_pool`, ``processes``).
+   (:mod:`mdllm_kit.lm.walker_pool`, ``processes``). Frames are reproduced
+   exactly for the same precision and number of processes (in bf16 a
+   batch of another size rounds differently, which can change a draw).
 
 Re-prefilling the context for each frame (instead of sliding the KV cache)
 keeps the model input identical to training -- ``<bos>`` at position 0
@@ -47,6 +49,7 @@ import copy
 import inspect
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +69,7 @@ from .precision import resolve_precision
 from .model import parameters_key
 from .walker_pool import MIN_WALKERS_PER_PROCESS, WalkerPool, fork_available, shard_bounds, usable_cpus
 
-__all__ = ["Sampler", "capped_temperature", "sample_from_logits", "seed_context"]
+__all__ = ["Sampler", "capped_temperature", "frame_uniforms", "sample_from_logits", "seed_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +93,27 @@ def _cache_of(output: Any) -> Any:
     return cache if cache is not None else output.past_key_values
 
 
-def _frame_generator(seed: int, frame: int, device: torch.device) -> torch.Generator:
+def _shard_target(sampler: "Sampler") -> Callable[..., Any]:
+    """``sampler._generate_one_thread`` through a weak reference: the worker pool must not keep its sampler alive,
+    so the workers stop as soon as the sampler is dropped (e.g. at the end of ``mk.explore``)."""
+    ref = weakref.ref(sampler)
+
+    def target(*args: Any) -> Any:
+        return ref()._generate_one_thread(*args)
+
+    return target
+
+
+def frame_uniforms(seed: int, frame: int, n_walkers: int, tokens_per_frame: int) -> torch.Tensor:
+    """The random numbers of frame ``frame`` of a run seeded with ``seed``, shape (n_walkers, tokens_per_frame).
+
+    Token ``j`` of walker ``k`` is drawn at ``u[k, j]`` (uniform in ``[0, 1)``, float64, CPU: the same on every
+    device); a walker's row does not depend on how many walkers are drawn after it.
+    """
     state = np.random.SeedSequence([int(seed), int(frame)]).generate_state(2, dtype=np.uint32)
-    gen = torch.Generator(device=device)
+    gen = torch.Generator()
     gen.manual_seed(int(state[0]) << 32 | int(state[1]))
-    return gen
+    return torch.rand((int(n_walkers), int(tokens_per_frame)), dtype=torch.float64, generator=gen)
 
 
 #: Models below this many parameters count as small on a CPU: their sampling steps run on one thread per process
@@ -204,9 +223,12 @@ def sample_from_logits(logits: torch.Tensor, allowed: torch.Tensor, temperature:
     else:  # first token whose cumulative probability exceeds u (tokens of zero probability are never hit)
         cdf = probs.cumsum(-1)
         total = cdf[:, -1:]
+        if not bool(torch.isfinite(total).all()):  # (torch.multinomial refuses these too)
+            raise SamplingError("the model gave NaN or infinite logits; its weights are broken (retrain, or load "
+                                "another checkpoint)")
         # strictly below the total, so a rounded-up u * total never lands past the last token of nonzero probability
         at = torch.minimum(uniform.to(cdf.dtype)[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
-        choice = torch.searchsorted(cdf, at.contiguous(), right=True)
+        choice = torch.searchsorted(cdf, at.contiguous(), right=True).clamp_(max=x.shape[-1] - 1)
     return (choice if index is None else index.gather(-1, choice)).squeeze(-1)
 
 
@@ -281,9 +303,9 @@ class Sampler:
         per usable core, used when every process gets at least
         :data:`~mdllm_kit.lm.walker_pool.MIN_WALKERS_PER_PROCESS` walkers;
         1 elsewhere (GPUs run the whole batch at once). An explicit number
-        splits any batch into up to that many shards. Call :meth:`close` (or
-        use the sampler as a context manager) to stop the workers early;
-        they also stop with the sampler.
+        splits any batch into up to that many shards. The workers stop with
+        the sampler (when it is no longer referenced, and at exit), or
+        earlier with :meth:`close` or a ``with`` block.
     """
 
     def __init__(self, bundle: ModelBundle, decode_threads: int | None = None, fast: bool = True,
@@ -357,14 +379,13 @@ class Sampler:
         """
         k = history.shape[0]
         # one uniform number per walker and token: a walker's draws do not depend on the batch it is generated in
-        uniforms = torch.rand((k, self.codec.tokens_per_frame), dtype=torch.float64,
-                              generator=_frame_generator(settings.seed, frame_index, torch.device("cpu")))
+        uniforms = frame_uniforms(settings.seed, frame_index, k, self.codec.tokens_per_frame)
         shards = shard_bounds(k, self.processes_for(k))
         if len(shards) == 1:
             return self._generate(history, settings, uniforms)
         if self._pool is None or self._pool.processes < len(shards):
             self.close()
-            self._pool = WalkerPool(self._generate_one_thread, self.model, len(shards))
+            self._pool = WalkerPool(_shard_target(self), self.model, len(shards))
         parts = self._pool.map([(history[a:b], settings, uniforms[a:b]) for a, b in shards])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
@@ -390,12 +411,12 @@ class Sampler:
     def _generate_one_thread(self, history: np.ndarray, settings: SamplingSettings,
                              uniforms: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_generate` on one torch thread (a shard of walker-parallel sampling: one core per process)."""
-        with torch_threads(1):
-            return self._generate(history, settings, uniforms)
+        with torch_threads(1):  # also for the decode steps, whatever decode_threads says (no OpenMP after fork)
+            return self._generate(history, settings, uniforms, decode_threads=1)
 
     @torch.inference_mode()
-    def _generate(self, history: np.ndarray, settings: SamplingSettings,
-                  uniforms: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _generate(self, history: np.ndarray, settings: SamplingSettings, uniforms: torch.Tensor,
+                  decode_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Tokens and log-likelihoods of one frame of the walkers of ``history``, drawn with ``uniforms`` (K, L)."""
         c = self.codec
         ids = self._context_ids(history)
@@ -432,7 +453,7 @@ class Sampler:
 
         tokens = torch.empty((k, c.tokens_per_frame), dtype=torch.long, device=self.device)
         loglik = torch.zeros(k, dtype=torch.float64, device=self.device)
-        with torch_threads(self.decode_threads):
+        with torch_threads(decode_threads or self.decode_threads):
             self._decode(logits, step, tokens, loglik, settings, uniforms)
         return tokens.cpu().numpy(), loglik.cpu().numpy()
 

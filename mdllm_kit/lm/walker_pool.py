@@ -11,17 +11,19 @@ torch thread.
 The workers are forked from the calling process, so they hold the very
 model (and sampler) object of the caller without loading anything -- a
 model trained or changed in a notebook a moment ago works -- and are forked
-again if the model's parameters have changed since. Forking needs the
-``fork`` start method (Linux); :func:`fork_available` says whether it is
-there. CUDA models are never split (a GPU runs the whole batch at once, and
-CUDA does not survive a fork). A worker whose parent is killed stops by
-itself within :data:`PARENT_CHECK_SECONDS`.
+again if the model's parameters have changed since. Forking is used on
+Linux only (:func:`fork_available`). CUDA models are never split (a GPU
+runs the whole batch at once, and CUDA does not survive a fork). A worker
+ignores Ctrl-C (the caller handles it) and stops by itself within
+:data:`PARENT_CHECK_SECONDS` when the caller is killed.
 
 Every walker draws its tokens from its own random numbers (see
-:func:`~mdllm_kit.lm.sampler.sample_from_logits`), so a walker's frame does
-not depend on which process generated it; only the floating-point rounding
-of batched products of a different size can differ, which may very rarely
-change one draw.
+:func:`~mdllm_kit.lm.sampler.frame_uniforms`), so a walker's shard gives
+exactly the frames those walkers get when generated alone. Against one
+unsplit batch only the rounding of batched products of another size
+differs: in fp32 this rarely changes a draw, in bf16 (the default on CPUs
+with AMX) often enough that frames match only for the same number of
+processes, which the sampler records.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -48,9 +51,10 @@ __all__ = ["WalkerPool", "fork_available", "shard_bounds", "usable_cpus"]
 logger = logging.getLogger(__name__)
 
 #: Fewest walkers per process worth a process of its own when the split is automatic: a step's fixed cost
-#: (operator launches, Python) dominates small batches, so two processes gained 1.11-1.17x with one walker each,
-#: 1.07-1.26x with two each and 1.40-1.54x with four each on the project's 2-core machine (``BENCHMARKS.md``,
-#: "Both cores"): one walker per process is not worth holding a second core.
+#: (operator launches, Python) dominates small batches, so on the project's 2-core machine two processes gained
+#: 1.11-1.17x with one walker each, 1.07-1.26x with two, 1.26-1.39x with three and 1.40-1.52x with four to eight
+#: (``BENCHMARKS.md``, "Both cores"). Two is the smallest split measured to gain in every run; with one walker
+#: each the second core buys as little.
 MIN_WALKERS_PER_PROCESS = 2
 
 # The objects a forked worker runs: set in the parent just before the fork, read (inherited) in the child.
@@ -60,7 +64,8 @@ _WORKER_TARGET: list[Callable[..., Any]] = []
 
 def fork_available() -> bool:
     """Whether worker processes can be forked here (the ``fork`` start method, i.e. Linux)."""
-    return "fork" in multiprocessing.get_all_start_methods() and os.name == "posix"
+    # macOS lists fork too, but its system libraries are not fork-safe (and spawn is its default)
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def usable_cpus() -> int:
@@ -139,12 +144,18 @@ class WalkerPool:
             self.close()
         slot = id(self)
         _FORK_TARGETS[slot] = self.target
+        executor = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_worker_init, initargs=(slot, os.getpid()))
         try:
-            executor = ProcessPoolExecutor(self.processes - 1, mp_context=multiprocessing.get_context("fork"),
-                                           initializer=_worker_init, initargs=(slot, os.getpid()))
             # fork every worker now, while the target is registered (a pool forks its workers on demand)
             for future in [executor.submit(os.getpid) for _ in range(self.processes - 1)]:
                 future.result()
+        except BaseException as error:
+            executor.shutdown(wait=False, cancel_futures=True)
+            if isinstance(error, BrokenProcessPool):
+                raise SamplingError(f"could not start the sampling worker processes ({error}); use processes=1 "
+                                    "(--processes 1)") from None
+            raise
         finally:
             _FORK_TARGETS.pop(slot, None)
         self._executor, self._key = executor, key
@@ -158,8 +169,9 @@ class WalkerPool:
         if len(shards) == 1:
             return [self.target(*shards[0])]
         executor = self._ensure()
-        futures = [executor.submit(_worker_run, *args) for args in shards[1:]]
+        futures: list[Any] = []
         try:
+            futures = [executor.submit(_worker_run, *args) for args in shards[1:]]
             first = self.target(*shards[0])
             return [first] + [f.result() for f in futures]
         except BrokenProcessPool as error:

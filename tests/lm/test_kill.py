@@ -199,11 +199,17 @@ def test_killed_sampling_in_two_processes_leaves_no_worker_and_resumes(uninterru
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert workers, "the sampling process forked no worker"
+
+    def running(pid: int) -> bool:  # exists and is not a zombie (it may exit while being read)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+    while any(running(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    alive = [w for w in workers if Path(f"/proc/{w}").exists() and
-             Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    alive = [w for w in workers if running(w)]
     assert not alive, f"workers {alive} outlived the killed sampling process"
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     np.testing.assert_array_equal(mk.GeneratedEnsemble.load(out).tokens, ref.tokens)

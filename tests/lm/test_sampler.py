@@ -284,3 +284,18 @@ def test_bf16_sampler_follows_a_model_changed_after_its_first_frame(trained_bund
     fresh = Sampler(bundle, precision="bf16", processes=1).generate_frame(hist, s, 0)
     np.testing.assert_array_equal(changed[0], fresh[0])
     np.testing.assert_array_equal(changed[1], fresh[1])
+
+
+def test_continuation_of_a_run_from_before_per_walker_random_numbers_is_warned_about(trained_bundle, tmp_path,
+                                                                                     caplog):
+    import logging
+
+    out = tmp_path / "run"
+    Sampler(trained_bundle, processes=1).sample(n_frames=1, n_walkers=2, seed=4, out=out)
+    params = json.loads((out / "params.json").read_text())
+    del params["processes"]  # what a run sampled by an earlier mdllm-kit records
+    (out / "params.json").write_text(json.dumps(params))
+    with caplog.at_level(logging.WARNING, logger="mdllm_kit.ensemble"):
+        ens = Sampler(trained_bundle, processes=1).sample(n_frames=2, n_walkers=2, seed=4, out=out, resume=True)
+    assert ens.n_frames == 2
+    assert "earlier mdllm-kit" in caplog.text

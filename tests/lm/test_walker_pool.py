@@ -12,14 +12,14 @@ import torch
 import mdllm_kit as mk
 from mdllm_kit.errors import SamplingError
 from mdllm_kit.lm import walker_pool
-from mdllm_kit.lm.sampler import Sampler, _frame_generator
+from mdllm_kit.lm.sampler import Sampler, frame_uniforms
 from mdllm_kit.lm.walker_pool import WalkerPool, shard_bounds
 
 needs_fork = pytest.mark.skipif(not walker_pool.fork_available(), reason="needs the fork start method (Linux)")
 
 
 def _uniforms(settings, frame, k, L):
-    return torch.rand((k, L), dtype=torch.float64, generator=_frame_generator(settings.seed, frame, torch.device("cpu")))
+    return frame_uniforms(settings.seed, frame, k, L)
 
 
 def test_shard_bounds_cover_every_walker_once():
@@ -151,3 +151,73 @@ def test_ctrl_c_to_the_process_group_leaves_the_workers_running():
         assert pool.map([("c",), ("d",)])[1] == ("d", worker)  # the same worker, alive
     finally:
         pool.close()
+
+
+@needs_fork
+def test_workers_stop_when_the_sampler_is_dropped(trained_bundle):
+    """No reference cycle keeps a sampler (and its workers) alive: ``mk.explore`` and the explorer just drop theirs."""
+    sampler = Sampler(trained_bundle, processes=2)
+    hist = sampler.seed_tokens(None, 4, trained_bundle.window_frames)
+    sampler.generate_frame(hist, mk.SamplingSettings(), 0)
+    workers = [p for p in sampler._pool._executor._processes.values()]
+    assert workers
+    del sampler
+    for p in workers:
+        p.join(10)
+    assert not any(p.is_alive() for p in workers)
+
+
+def test_uniform_draws_invert_the_cdf_and_never_hit_forbidden_tokens():
+    from mdllm_kit.lm.sampler import sample_from_logits
+
+    inf = float("-inf")
+    logits = torch.tensor([[inf, 0.0, 0.0, inf, 0.0, inf]] * 5)  # allowed: 1, 2, 4, equally likely
+    allowed = torch.ones(6, dtype=torch.bool)
+    u = torch.tensor([0.0, 0.3, 0.5, 0.9, 1.0 - 1e-17], dtype=torch.float64)
+    drawn = sample_from_logits(logits, allowed, 1.0, 0, 1.0, None, uniform=u)
+    assert drawn.tolist() == [1, 1, 2, 4, 4]
+    # top-k sorts: the uniform walks the kept tokens from the most likely one
+    ranked = torch.tensor([[0.0, 3.0, 1.0, 2.0]] * 2)
+    assert sample_from_logits(ranked, torch.ones(4, dtype=torch.bool), 1.0, 2, 1.0, None,
+                              uniform=torch.tensor([0.1, 0.99], dtype=torch.float64)).tolist() == [1, 3]
+    # the mask comes first, top-p keeps the most likely token
+    assert sample_from_logits(ranked[:1], torch.tensor([True, False, True, True]), 1.0, 0, 1e-6, None,
+                              uniform=torch.tensor([0.99], dtype=torch.float64)).tolist() == [3]
+    # a frame's numbers: a walker's row does not depend on the walkers after it
+    np.testing.assert_array_equal(frame_uniforms(3, 7, 2, 9), frame_uniforms(3, 7, 5, 9)[:2])
+    with pytest.raises(SamplingError, match="NaN or infinite logits"):
+        sample_from_logits(torch.full((1, 4), float("nan")), torch.ones(4, dtype=torch.bool), 1.0, 0, 1.0, None,
+                           uniform=torch.tensor([0.5], dtype=torch.float64))
+
+
+@needs_fork
+def test_an_error_in_the_callers_shard_leaves_the_pool_usable():
+    def target(x):
+        if x == "boom":
+            raise SamplingError("first shard failed")
+        return x
+
+    pool = WalkerPool(target, torch.nn.Linear(2, 2), 2)
+    try:
+        with pytest.raises(SamplingError, match="first shard failed"):
+            pool.map([("boom",), ("b",)])
+        assert pool.map([("c",), ("d",)]) == ["c", "d"]
+    finally:
+        pool.close()
+
+
+@needs_fork
+def test_a_dead_worker_is_one_line_and_the_next_frame_starts_new_workers(trained_bundle):
+    import signal
+
+    s = mk.SamplingSettings(seed=4)
+    with Sampler(trained_bundle, processes=2) as sampler:
+        hist = sampler.seed_tokens(None, 4, trained_bundle.window_frames)
+        first = sampler.generate_frame(hist, s, 0)
+        for pid in list(sampler._pool._executor._processes):
+            os.kill(pid, signal.SIGKILL)  # e.g. the out-of-memory killer
+        time.sleep(0.5)
+        with pytest.raises(SamplingError, match="a sampling worker process stopped"):
+            sampler.generate_frame(hist, s, 0)
+        again = sampler.generate_frame(hist, s, 0)
+    np.testing.assert_array_equal(again[0], first[0])

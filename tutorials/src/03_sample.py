@@ -74,7 +74,8 @@ print(f"model: {bundle.path}, {bundle.metrics.get('global_step')} training steps
 # generated together as one batch, which is much faster per frame than one at a time. On a
 # CPU the batch is also split over one process per core (`processes=`, automatic for small
 # models on Linux: the workers are forked from this kernel and use the model in memory); each
-# walker draws from its own random numbers, so the split does not change what a walker samples.
+# walker draws from its own random numbers, so the split leaves each walker's distribution as it
+# is (the exact frames repeat for the same precision and number of processes).
 #
 # With `out=` the frames stream into a folder (`trajectory.xtc`, `topology.pdb`, tokens and
 # log-likelihoods): an interrupted run continues with `resume=True`.

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,13 +244,17 @@ def _run_tokenizer(directory: Path, params: dict[str, Any], tokenizer: Any, n_fr
     return tokenizer
 
 
-def decode_frame_major(tokenizer: Any, tokens: np.ndarray) -> md.Trajectory:
+def decode_frame_major(tokenizer: Any, tokens: np.ndarray,
+                       decode: Callable[[np.ndarray], md.Trajectory] | None = None) -> md.Trajectory:
     """Decoded frames of tokens (k, n, L), frame-major (frame i of walker j at i * k + j), time = frame index.
 
     Parameters
     ----------
     tokenizer : FrameTokenizer
     tokens : numpy.ndarray of int, shape (n_walkers, n_frames, L)
+    decode : callable, optional
+        Decodes tokens (m, L) into m frames (default ``tokenizer.decode``;
+        e.g. :meth:`mdllm_kit.Sampler.decode_frames`, split over processes).
 
     Returns
     -------
@@ -257,7 +262,7 @@ def decode_frame_major(tokenizer: Any, tokens: np.ndarray) -> md.Trajectory:
         ``n_walkers * n_frames`` frames, nm; ``time`` is the frame index of each.
     """
     k, n, L = tokens.shape
-    traj = tokenizer.decode(tokens.transpose(1, 0, 2).reshape(-1, L))
+    traj = (decode or tokenizer.decode)(tokens.transpose(1, 0, 2).reshape(-1, L))
     traj.time = np.repeat(np.arange(n, dtype=float), k)
     return traj
 
@@ -267,12 +272,17 @@ class RunWriter:
 
     :meth:`mdllm_kit.Sampler.sample` and :func:`mdllm_kit.explore` write through it,
     so ``mdllm analyze``, the viewers and :meth:`GeneratedEnsemble.load` read
-    both alike.
+    both alike. ``decode`` (tokens (m, L) -> m frames; default
+    ``tokenizer.decode``) is how it turns tokens into the frames it writes,
+    e.g. :meth:`mdllm_kit.Sampler.decode_frames`, which shares them out over
+    the sampling processes.
     """
 
-    def __init__(self, directory: Path, tokenizer: Any) -> None:
+    def __init__(self, directory: Path, tokenizer: Any,
+                 decode: Callable[[np.ndarray], md.Trajectory] | None = None) -> None:
         self.directory = directory
         self.tokenizer = tokenizer
+        self._decode_tokens = decode  # tokens (m, L) -> m frames; None: tokenizer.decode
         #: After :meth:`resume`: the saved frames decoded (frame-major), from which it rebuilt ``trajectory.xtc``.
         self.frames: md.Trajectory | None = None
 
@@ -362,7 +372,7 @@ class RunWriter:
         return seed_saved, tokens, loglik
 
     def _decode(self, tokens: np.ndarray) -> md.Trajectory:
-        return decode_frame_major(self.tokenizer, tokens)
+        return decode_frame_major(self.tokenizer, tokens, self._decode_tokens)
 
     def _write_topology(self, seed: np.ndarray) -> None:
         topology = self.tokenizer.decode(seed[0, -1:])

@@ -309,7 +309,8 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
     # one [frames_drawn, invalid_drawn, invalid_chosen] per step: exploration.json is written before tokens.npz, so a
     # resume after a crash between the two takes only the steps tokens.npz holds (the totals alone would over-count)
     step_counts: list[list[int]] = []
-    writer = RunWriter(Path(out), tokenizer) if out is not None else None
+    decode = sampler.decode_frames if sampler is not None else tokenizer.decode  # (over the sampling processes)
+    writer = RunWriter(Path(out), tokenizer, decode=decode) if out is not None else None
     if writer is not None:
         if writer.exists():
             if not resume:
@@ -374,7 +375,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
         batch = np.repeat(ctx, m, axis=0)  # row w * m + j: candidate j of walker w
         cand, cand_ll = proposal.propose(batch, i)
         cand = np.asarray(cand, dtype=np.int64)
-        decoded = tokenizer.decode(cand)
+        decoded = decode(cand)
         values = cv(decoded) if cv is not None else np.empty((k * m, 0))
         valid = frame_validity(decoded)
         if m > 1:
@@ -424,7 +425,7 @@ def explore(bundle: Any = None, strategy: str | ExplorationStrategy = "rollout",
             frames = md.join(kept)  # step-major = frame-major
             frames.time = np.repeat(np.arange(len(kept), dtype=float), k)
         else:
-            frames = tokenizer.decode(all_tok.transpose(1, 0, 2).reshape(-1, L))
+            frames = decode(all_tok.transpose(1, 0, 2).reshape(-1, L))
         ensemble = GeneratedEnsemble(all_tok, all_ll, frames, params, None)
     ensemble.params["exploration"] = record()
     return ensemble

@@ -93,13 +93,18 @@ def _cache_of(output: Any) -> Any:
     return cache if cache is not None else output.past_key_values
 
 
+#: What a shard of walker-parallel work can be: the sampler method that does it, on one thread.
+_SHARD_TASKS = {"generate": "_generate_one_thread", "decode": "_decode_one_thread"}
+
+
 def _shard_target(sampler: "Sampler") -> Callable[..., Any]:
-    """``sampler._generate_one_thread`` through a weak reference: the worker pool must not keep its sampler alive,
-    so the workers stop as soon as the sampler is dropped (e.g. at the end of ``mk.explore``)."""
+    """``target(task, *args)``: the sampler's method for ``task`` (:data:`_SHARD_TASKS`), reached through a weak
+    reference: the worker pool must not keep its sampler alive, so the workers stop as soon as the sampler is
+    dropped (e.g. at the end of ``mk.explore``)."""
     ref = weakref.ref(sampler)
 
-    def target(*args: Any) -> Any:
-        return ref()._generate_one_thread(*args)
+    def target(task: str, *args: Any) -> Any:
+        return getattr(ref(), _SHARD_TASKS[task])(*args)
 
     return target
 
@@ -383,11 +388,36 @@ class Sampler:
         shards = shard_bounds(k, self.processes_for(k))
         if len(shards) == 1:
             return self._generate(history, settings, uniforms)
-        if self._pool is None or self._pool.processes < len(shards):
-            self.close()
-            self._pool = WalkerPool(_shard_target(self), self.model, len(shards))
-        parts = self._pool.map([(history[a:b], settings, uniforms[a:b]) for a, b in shards])
+        parts = self._pool_for(len(shards)).map([("generate", history[a:b], settings, uniforms[a:b])
+                                                  for a, b in shards])
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def decode_frames(self, tokens: np.ndarray) -> md.Trajectory:
+        """Structures of frames' tokens with the bundle's tokenizer, split over the sampling processes.
+
+        Parameters
+        ----------
+        tokens : numpy.ndarray of int, shape (n_frames, L)
+
+        Returns
+        -------
+        mdtraj.Trajectory
+            ``n_frames`` frames in order (nm): what ``bundle.tokenizer.decode(tokens)`` gives (the decoder
+            handles each frame on its own), with the frames shared out like walkers (:meth:`processes_for`).
+        """
+        tokens = np.asarray(tokens)
+        shards = shard_bounds(len(tokens), self.processes_for(len(tokens)))
+        if len(shards) == 1:
+            return self.bundle.tokenizer.decode(tokens)
+        parts = self._pool_for(len(shards)).map([("decode", tokens[a:b]) for a, b in shards])
+        return md.Trajectory(np.concatenate([p.xyz for p in parts]), parts[0].topology)
+
+    def _pool_for(self, n_shards: int) -> WalkerPool:
+        """The worker pool, started (again) with room for ``n_shards`` shards."""
+        if self._pool is None or self._pool.processes < n_shards:
+            self.close()
+            self._pool = WalkerPool(_shard_target(self), self.model, n_shards)
+        return self._pool
 
     def processes_for(self, n_walkers: int) -> int:
         """Processes that generate a frame of ``n_walkers`` walkers (see ``processes`` in the class docs)."""
@@ -413,6 +443,11 @@ class Sampler:
         """:meth:`_generate` on one torch thread (a shard of walker-parallel sampling: one core per process)."""
         with torch_threads(1):  # also for the decode steps, whatever decode_threads says (no OpenMP after fork)
             return self._generate(history, settings, uniforms, decode_threads=1)
+
+    def _decode_one_thread(self, tokens: np.ndarray) -> md.Trajectory:
+        """Decoded frames of ``tokens`` (n, L) on one torch thread (a shard of :meth:`decode_frames`)."""
+        with torch_threads(1):
+            return self.bundle.tokenizer.decode(tokens)
 
     @torch.inference_mode()
     def _generate(self, history: np.ndarray, settings: SamplingSettings, uniforms: torch.Tensor,
@@ -551,7 +586,7 @@ class Sampler:
                   "tokenizer_fingerprint": str(self.bundle.tokenizer.fingerprint), "precision": self.precision,
                   "processes": self.processes_for(k),
                   "frame_order": "frame-major: frame i of walker k is trajectory frame i * n_walkers + k"}
-        writer = RunWriter(Path(out), self.bundle.tokenizer) if out is not None else None
+        writer = RunWriter(Path(out), self.bundle.tokenizer, decode=self.decode_frames) if out is not None else None
         if writer is not None:
             if writer.exists():
                 if not resume:

@@ -121,19 +121,24 @@ def test_processes_that_cannot_run_are_refused(trained_bundle, monkeypatch):
     assert Sampler(trained_bundle).processes == 1  # auto: this process only
 
 
-@needs_fork
-def test_a_failing_shard_raises_in_the_caller():
-    def target(x):
-        if x == "boom":
-            raise SamplingError("shard failed")
-        return x
+def _echo_or_fail(x):
+    """Shard target of the pool tests: returns its argument, fails on "boom"."""
+    if x == "boom":
+        raise SamplingError("shard failed")
+    return x
 
-    pool = WalkerPool(target, torch.nn.Linear(2, 2), 2)
+
+@needs_fork
+@pytest.mark.parametrize("failing", [0, 1], ids=["caller's shard", "worker's shard"])
+def test_a_failing_shard_raises_in_the_caller_and_the_pool_stays_usable(failing):
+    pool = WalkerPool(_echo_or_fail, torch.nn.Linear(2, 2), 2)
     try:
         assert pool.map([("a",), ("b",)]) == ["a", "b"]
+        shards = [("a",), ("b",)]
+        shards[failing] = ("boom",)
         with pytest.raises(SamplingError, match="shard failed"):
-            pool.map([("a",), ("boom",)])
-        assert pool.map([("c",), ("d",)]) == ["c", "d"]  # the pool survives an error in a shard
+            pool.map(shards)
+        assert pool.map([("c",), ("d",)]) == ["c", "d"]
     finally:
         pool.close()
 
@@ -188,22 +193,6 @@ def test_uniform_draws_invert_the_cdf_and_never_hit_forbidden_tokens():
     with pytest.raises(SamplingError, match="NaN or infinite logits"):
         sample_from_logits(torch.full((1, 4), float("nan")), torch.ones(4, dtype=torch.bool), 1.0, 0, 1.0, None,
                            uniform=torch.tensor([0.5], dtype=torch.float64))
-
-
-@needs_fork
-def test_an_error_in_the_callers_shard_leaves_the_pool_usable():
-    def target(x):
-        if x == "boom":
-            raise SamplingError("first shard failed")
-        return x
-
-    pool = WalkerPool(target, torch.nn.Linear(2, 2), 2)
-    try:
-        with pytest.raises(SamplingError, match="first shard failed"):
-            pool.map([("boom",), ("b",)])
-        assert pool.map([("c",), ("d",)]) == ["c", "d"]
-    finally:
-        pool.close()
 
 
 @needs_fork

@@ -298,13 +298,6 @@ def make_solvated_fixture(
     )
 
 
-if __name__ == "__main__":  # python -m mdllm_kit.testing OUTDIR
-    import sys
-
-    logging.basicConfig(level=logging.INFO)
-    make_solvated_fixture(sys.argv[1] if len(sys.argv) > 1 else "allatom_fixture")
-
-
 def protonated_crystal(state: str, forcefield: Any, seed: int) -> Any:
     """A bundled AdK crystal structure with hydrogens added for ``forcefield`` (pH 7), reproducibly.
 
@@ -390,3 +383,10 @@ def simulate_in_vacuum(
     time = np.arange(1, n_frames + 1) * steps_per_frame * 0.002
     traj = md.Trajectory(np.asarray(frames, dtype=np.float32), topology, time=time)
     return traj.atom_slice(topology.select("not element H"))
+
+
+if __name__ == "__main__":  # python -m mdllm_kit.testing OUTDIR
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    make_solvated_fixture(sys.argv[1] if len(sys.argv) > 1 else "allatom_fixture")

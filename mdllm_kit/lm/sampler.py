@@ -327,16 +327,16 @@ class Sampler:
         if decode_threads is None and self.device.type == "cpu":
             decode_threads = 1 if small else None
         self.decode_threads = decode_threads
-        if processes is not None and int(processes) < 1:
-            raise SamplingError(f"processes must be >= 1, got {processes}")
-        if processes is not None and int(processes) > 1 and self.device.type != "cpu":
-            raise SamplingError(f"processes={processes} splits walkers over CPU processes; a {self.device.type} "
-                                "model runs all walkers at once: use processes=1")
-        if processes is not None and int(processes) > 1 and not fork_available():
-            raise SamplingError(f"processes={processes} needs the 'fork' start method of Linux; use processes=1")
         self._auto_processes = processes is None
         if processes is None:
             processes = usable_cpus() if self.device.type == "cpu" and small and fork_available() else 1
+        elif int(processes) < 1:
+            raise SamplingError(f"processes must be >= 1, got {processes}")
+        elif int(processes) > 1 and self.device.type != "cpu":
+            raise SamplingError(f"processes={processes} splits walkers over CPU processes; a {self.device.type} "
+                                "model runs all walkers at once: use processes=1")
+        elif int(processes) > 1 and not fork_available():
+            raise SamplingError(f"processes={processes} needs the 'fork' start method of Linux; use processes=1")
         self.processes = int(processes)
         self._pool: WalkerPool | None = None
         self.fast = fast
